@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"kioskd/hw/serial"
+	"kioskd/hw/sim"
+	"kioskd/hw/sysclock"
+	"kioskd/kiosk"
+	"kioskd/kiosk/config"
+	"kioskd/store"
+)
+
+// Options are what run needs besides the config file. Zero values are the
+// production defaults; tests set the hooks.
+type Options struct {
+	ConfigPath string
+	Log        *slog.Logger // nil = slog.Default()
+	// Bank holds the simulated lines when hardware = "sim"; nil = a new
+	// bank. Tests pass their own to watch relays and poke contacts.
+	Bank *sim.Bank
+	// Terminal is what the terminal input reads; nil = the controlling
+	// terminal.
+	Terminal io.Reader
+	// SysClock and Synced replace the system clock (tests); nil = the
+	// real ones.
+	SysClock func() time.Time
+	Synced   func() bool
+	// Ready, if set, is called once the daemon is serving.
+	Ready func(*Daemon)
+}
+
+// Daemon is a running kioskd, as tests and the local API see it.
+type Daemon struct {
+	Config *config.Config
+	Store  *store.Store
+	Engine *kiosk.Engine
+	Clock  *kiosk.Clock
+	Bank   *sim.Bank
+}
+
+// floorEvery is how often the clock floor is persisted while running.
+const floorEvery = time.Minute
+
+func run(ctx context.Context, opts Options) (err error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	siteKey, err := cfg.ReadSiteKey()
+	if err != nil {
+		return err
+	}
+
+	st, err := store.Open(store.Options{Dir: cfg.StateDir, Logger: log})
+	if err != nil {
+		return fmt.Errorf("open store in %s: %w", cfg.StateDir, err)
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
+		}
+	}()
+
+	floor, err := st.ClockFloor()
+	if err != nil {
+		return fmt.Errorf("read clock floor: %w", err)
+	}
+	if bt, perr := time.Parse(time.RFC3339, buildTime); perr == nil {
+		floor = kiosk.Later(floor, bt)
+	}
+	synced := opts.Synced
+	if synced == nil {
+		synced = sysclock.Synced
+	}
+	clock := kiosk.NewClock(opts.SysClock, synced, floor)
+
+	d := &Daemon{Config: cfg, Store: st, Clock: clock, Bank: opts.Bank}
+	doors, err := openDoors(cfg, d, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, dc := range doors {
+			if cerr := dc.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+	}()
+
+	inputs, specs, err := openInputs(cfg, opts, log)
+	if err != nil {
+		return err
+	}
+
+	engine, err := kiosk.NewEngine(kiosk.EngineConfig{
+		Device:       cfg.DeviceID,
+		Location:     cfg.Location,
+		SiteKey:      siteKey,
+		TokenKey:     cfg.Portal.PublicKey,
+		Lockout:      kiosk.LockoutPolicy{MaxFailures: cfg.Lockout.MaxFailures, Window: cfg.Lockout.Window, Duration: cfg.Lockout.Duration},
+		PINLength:    cfg.Keypad.PINLength,
+		EntryTimeout: cfg.Keypad.EntryTimeout,
+		Inputs:       specs,
+		Doors:        doors,
+		Store:        st,
+		Clock:        clock,
+		Log:          log,
+	})
+	if err != nil {
+		return err
+	}
+	d.Engine = engine
+
+	record := func(typ string, detail map[string]any) error {
+		t, s := clock.Now()
+		return st.Record(&kiosk.Event{Time: t, ClockSynced: s, Type: typ, Detail: detail})
+	}
+	if err := record(kiosk.EvDeviceStarted, map[string]any{"version": version}); err != nil {
+		return fmt.Errorf("record start: %w", err)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, dc := range doors {
+		dc.Start(runCtx)
+	}
+	events := make(chan kiosk.InputEvent, 64)
+	var wg sync.WaitGroup
+	for _, in := range inputs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := in.Run(runCtx, events); err != nil && runCtx.Err() == nil {
+				log.Error("input stopped", "input", in.Name(), "err", err)
+			}
+		}()
+	}
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- engine.Run(runCtx, events) }()
+
+	log.Info("kioskd serving", "version", version, "device", cfg.DeviceID,
+		"hardware", cfg.Hardware, "credentials", st.Count(), "doors", len(doors), "inputs", len(inputs))
+	if opts.Ready != nil {
+		opts.Ready(d)
+	}
+
+	ticker := time.NewTicker(floorEvery)
+	defer ticker.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-engineDone:
+			return fmt.Errorf("decision loop stopped: %w", err)
+		case <-ticker.C:
+			if err := st.RaiseClockFloor(clock.Floor()); err != nil {
+				log.Error("persist clock floor", "err", err)
+			}
+		}
+	}
+
+	log.Info("kioskd stopping")
+	if err := record(kiosk.EvDeviceStopping, nil); err != nil {
+		log.Error("record stop", "err", err)
+	}
+	cancel()
+	<-engineDone
+	wg.Wait()
+	if err := st.RaiseClockFloor(clock.Floor()); err != nil {
+		log.Error("persist clock floor", "err", err)
+	}
+	return nil
+}
+
+// openDoors requests every door's lines, relays already inactive. A
+// missing relay stops the start.
+func openDoors(cfg *config.Config, d *Daemon, log *slog.Logger) (doors []*kiosk.DoorController, err error) {
+	var lines lineOpener
+	switch cfg.Hardware {
+	case "sim":
+		if d.Bank == nil {
+			d.Bank = sim.NewBank(log)
+		}
+		lines = simLines{d.Bank}
+	default:
+		return nil, fmt.Errorf("%s: hardware = %q: this build drives only simulated lines (hardware = \"sim\"); the GPIO driver is not built yet", cfg.Path, cfg.Hardware)
+	}
+	defer func() {
+		if err != nil {
+			for _, dc := range doors {
+				_ = dc.Close()
+			}
+		}
+	}()
+	now := func() (time.Time, bool) { return d.Clock.Now() }
+	for _, dcfg := range cfg.Doors {
+		spec := kiosk.DoorSpec{
+			Door:          kiosk.Door{ID: dcfg.ID, Kind: kiosk.DoorKind(dcfg.Kind)},
+			Pulse:         dcfg.Pulse,
+			HeldOpenAfter: dcfg.HeldOpenAfter,
+		}
+		consumer := "kioskd-" + dcfg.ID
+		if spec.Relay, err = lines.output(dcfg.Relay, consumer+"-relay"); err != nil {
+			return doors, fmt.Errorf("door %s relay: %w", dcfg.ID, err)
+		}
+		if dcfg.Contact != nil {
+			if spec.Contact, err = lines.input(*dcfg.Contact, consumer+"-contact"); err != nil {
+				_ = spec.Relay.Close()
+				return doors, fmt.Errorf("door %s contact: %w", dcfg.ID, err)
+			}
+		}
+		if dcfg.ExitButton != nil {
+			if spec.ExitButton, err = lines.input(*dcfg.ExitButton, consumer+"-exit"); err != nil {
+				_ = spec.Relay.Close()
+				return doors, fmt.Errorf("door %s exit_button: %w", dcfg.ID, err)
+			}
+		}
+		var ind [3]kiosk.OutputLine
+		for i, l := range []*config.Line{dcfg.Buzzer, dcfg.LEDGreen, dcfg.LEDRed} {
+			if l == nil {
+				continue
+			}
+			if ind[i], err = lines.output(*l, consumer+"-feedback"); err != nil {
+				_ = spec.Relay.Close()
+				return doors, fmt.Errorf("door %s feedback line: %w", dcfg.ID, err)
+			}
+		}
+		if ind[0] != nil || ind[1] != nil || ind[2] != nil {
+			spec.Indicator = kiosk.NewIndicator(ind[0], ind[1], ind[2])
+		}
+		doors = append(doors, kiosk.NewDoor(spec, d.Store.Record, now, log))
+	}
+	return doors, nil
+}
+
+type lineOpener interface {
+	output(l config.Line, consumer string) (kiosk.OutputLine, error)
+	input(l config.Line, consumer string) (kiosk.InputLine, error)
+}
+
+type simLines struct{ bank *sim.Bank }
+
+func (s simLines) output(l config.Line, consumer string) (kiosk.OutputLine, error) {
+	return s.bank.Chip(l.Chip).Output(l.Line, l.ActiveLow, consumer)
+}
+
+func (s simLines) input(l config.Line, consumer string) (kiosk.InputLine, error) {
+	return s.bank.Chip(l.Chip).Input(l.Line, l.ActiveLow, consumer)
+}
+
+// openInputs builds every configured input. Devices are opened by the
+// inputs themselves when they run, so a missing scanner degrades (it shows
+// as disconnected and is retried) instead of stopping the start.
+func openInputs(cfg *config.Config, opts Options, log *slog.Logger) ([]kiosk.Input, []kiosk.InputSpec, error) {
+	var inputs []kiosk.Input
+	var specs []kiosk.InputSpec
+	for _, ic := range cfg.Inputs {
+		spec := kiosk.InputSpec{Name: ic.Name, Doors: ic.Doors, Kind: kiosk.Kind(ic.Kind)}
+		var in kiosk.Input
+		switch ic.Type {
+		case "serial-keypad":
+			in = serial.NewKeypad(serial.Options{Name: ic.Name, Device: ic.Device, Baud: ic.Baud, Log: log})
+		case "serial-scanner":
+			in = serial.NewScanner(serial.Options{Name: ic.Name, Device: ic.Device, Baud: ic.Baud, Log: log})
+		case "terminal":
+			in = sim.NewTerminal(ic.Name, opts.Terminal, log)
+		default:
+			return nil, nil, fmt.Errorf("%s: input %q: type %q is not built yet in this version (serial-keypad, serial-scanner and terminal are)", cfg.Path, ic.Name, ic.Type)
+		}
+		inputs = append(inputs, in)
+		specs = append(specs, spec)
+	}
+	return inputs, specs, nil
+}

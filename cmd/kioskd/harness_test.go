@@ -1,0 +1,354 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"kioskd/hw/sim"
+	"kioskd/kiosk"
+	portalsync "kioskd/sync"
+)
+
+// wait bounds every wait of these tests; nothing sleeps.
+const wait = 10 * time.Second
+
+// testNow is the injected system clock: Wednesday 25 November 2026, 12:00
+// in New York (the configured zone).
+var testNow = time.Date(2026, 11, 25, 17, 0, 0, 0, time.UTC)
+
+// harness runs a real kioskd in process: a real config file, a real bbolt
+// store in a temp dir, serial keypad and scanner on pseudo-terminals, and
+// simulated lines the test can watch and poke.
+type harness struct {
+	t       *testing.T
+	dir     string
+	cfgPath string
+	priv    ed25519.PrivateKey
+	pub     ed25519.PublicKey
+	siteKey []byte
+
+	keypad, keypad2, scanner *os.File // pty masters: what the devices "type"
+	slaves                   []*os.File
+
+	bank   *sim.Bank
+	logBuf *syncBuffer
+
+	d      *Daemon
+	cancel context.CancelFunc
+	done   chan error
+	seen   uint64 // events read so far
+	events []kiosk.Event
+}
+
+type harnessOpts struct {
+	maxFailures int    // lockout max_failures; 0 = 100 (no lockout in the way)
+	lockWindow  string // default "10m"
+	extra       string // appended to the config
+}
+
+type syncBuffer struct {
+	mu gosync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func openPTY(t *testing.T, h *harness) (*os.File, string) {
+	t.Helper()
+	master, slave, err := pty.Open()
+	if err != nil {
+		t.Fatalf("pty: %v", err)
+	}
+	h.slaves = append(h.slaves, slave)
+	t.Cleanup(func() { master.Close(); slave.Close() })
+	return master, slave.Name()
+}
+
+func newHarness(t *testing.T, o harnessOpts) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), logBuf: &syncBuffer{}}
+	var err error
+	h.pub, h.priv, err = ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.siteKey = make([]byte, 32)
+	rand.Read(h.siteKey)
+	siteKeyFile := filepath.Join(h.dir, "site.key")
+	if err := os.WriteFile(siteKeyFile, []byte(base64.StdEncoding.EncodeToString(h.siteKey)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var kp, kp2, sc string
+	h.keypad, kp = openPTY(t, h)
+	h.keypad2, kp2 = openPTY(t, h)
+	h.scanner, sc = openPTY(t, h)
+	if o.maxFailures == 0 {
+		o.maxFailures = 100
+	}
+	if o.lockWindow == "" {
+		o.lockWindow = "10m"
+	}
+	cfg := fmt.Sprintf(`
+device_id = "spr-test"
+state_dir = %q
+timezone  = "America/New_York"
+hardware  = "sim"
+
+[portal]
+site_key_file = %q
+public_key    = %q
+
+[keypad]
+pin_length    = 6
+entry_timeout = "10s"
+
+[lockout]
+max_failures = %d
+window       = %q
+duration     = "5m"
+
+[[input]]
+name   = "keypad"
+type   = "serial-keypad"
+device = %q
+doors  = ["main"]
+
+[[input]]
+name   = "keypad2"
+type   = "serial-keypad"
+device = %q
+
+[[input]]
+name   = "scanner"
+type   = "serial-scanner"
+device = %q
+kind   = "qr"
+doors  = ["main"]
+
+[[door]]
+id              = "main"
+relay           = { chip = "gpiochip0", line = 17 }
+pulse           = "150ms"
+contact         = { chip = "gpiochip0", line = 27 }
+exit_button     = { chip = "gpiochip0", line = 22 }
+held_open_after = "300ms"
+
+[[door]]
+id    = "locker-1"
+kind  = "locker"
+relay = { chip = "gpiochip1", line = 0 }
+pulse = "150ms"
+%s`, filepath.Join(h.dir, "state"), siteKeyFile, base64.StdEncoding.EncodeToString(h.pub),
+		o.maxFailures, o.lockWindow, kp, kp2, sc, o.extra)
+	h.cfgPath = filepath.Join(h.dir, "kioskd.toml")
+	if err := os.WriteFile(h.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	t.Cleanup(h.stop)
+	return h
+}
+
+// start runs the daemon and waits until it serves and every input is
+// connected.
+func (h *harness) start() {
+	h.t.Helper()
+	ready := make(chan *Daemon, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.done = make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(h.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.bank = sim.NewBank(log)
+	go func() {
+		h.done <- run(ctx, Options{
+			ConfigPath: h.cfgPath, Log: log, Bank: h.bank,
+			Terminal: strings.NewReader(""),
+			SysClock: func() time.Time { return testNow },
+			Synced:   func() bool { return true },
+			Ready:    func(d *Daemon) { ready <- d },
+		})
+	}()
+	select {
+	case h.d = <-ready:
+	case err := <-h.done:
+		h.t.Fatalf("kioskd did not start: %v\n%s", err, h.logBuf)
+	case <-time.After(wait):
+		h.t.Fatalf("kioskd not ready within %v", wait)
+	}
+	connected := map[string]bool{}
+	for len(connected) < 3 {
+		e := h.waitEvent(func(e kiosk.Event) bool { return e.Type == kiosk.EvInputConnected })
+		connected[e.Input] = true
+	}
+}
+
+// stop stops the daemon (as SIGTERM would) and waits for it.
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("kioskd stopped with error: %v", err)
+		}
+	case <-time.After(wait):
+		h.t.Errorf("kioskd did not stop within %v", wait)
+	}
+}
+
+// restart stops the daemon and starts it again on the same state.
+func (h *harness) restart() {
+	h.t.Helper()
+	h.stop()
+	h.start()
+}
+
+// waitEvent returns the first event after those already read that matches
+// pred, reading the daemon's journal as it grows.
+func (h *harness) waitEvent(pred func(kiosk.Event) bool) kiosk.Event {
+	h.t.Helper()
+	deadline := time.After(wait)
+	for {
+		evs, err := h.d.Store.Pending(h.seen, 1000)
+		if err != nil {
+			h.t.Fatalf("read journal: %v", err)
+		}
+		for _, e := range evs {
+			h.seen = e.Seq
+			h.events = append(h.events, e)
+			if pred(e) {
+				return e
+			}
+		}
+		if len(evs) > 0 {
+			continue
+		}
+		select {
+		case <-h.d.Store.Appended():
+		case <-deadline:
+			h.t.Fatalf("no matching event within %v; events so far:\n%s", wait, h.dump())
+		}
+	}
+}
+
+func (h *harness) dump() string {
+	var b strings.Builder
+	for _, e := range h.events {
+		fmt.Fprintf(&b, "  %d %s input=%s door=%s reason=%s cred=%s source=%s %v\n", e.Seq, e.Type, e.Input, e.Door, e.Reason, e.CredentialID, e.Source, e.Detail)
+	}
+	return b.String()
+}
+
+// decision waits for the next access decision from the named input.
+func (h *harness) decision(input string) kiosk.Event {
+	h.t.Helper()
+	return h.waitEvent(func(e kiosk.Event) bool {
+		return (e.Type == kiosk.EvAccessGranted || e.Type == kiosk.EvAccessDenied) && e.Input == input
+	})
+}
+
+// typeKeys writes bytes to a pty, as the keypad or scanner would.
+func typeKeys(t *testing.T, w io.Writer, s string) {
+	t.Helper()
+	if _, err := io.WriteString(w, s); err != nil {
+		t.Fatalf("type: %v", err)
+	}
+}
+
+// cred describes a test credential with its secret in the clear.
+type cred struct {
+	kiosk.Credential
+	secret string
+}
+
+func pinCred(id, pin string, mod func(*kiosk.Credential)) cred {
+	c := cred{secret: pin, Credential: kiosk.Credential{
+		ID: id, Kind: kiosk.KindPIN, Rev: 1, Status: kiosk.StatusActive,
+		Holder: kiosk.Holder{ID: "h-" + id, Role: kiosk.RoleResident, Name: "Holder " + id},
+	}}
+	if mod != nil {
+		mod(&c.Credential)
+	}
+	return c
+}
+
+// applyFull signs a full document holding creds and applies it to the
+// running daemon's store through the file path of SPEC §6.5.
+func (h *harness) applyFull(cursor string, issued time.Time, revoked []string, creds ...cred) {
+	h.t.Helper()
+	doc := &portalsync.Document{Header: portalsync.Header{
+		DeviceID: "spr-test", IssuedAt: issued, Full: true, Cursor: cursor, Revoked: revoked,
+	}}
+	for _, c := range creds {
+		k := c.Credential
+		k.Digest = kiosk.Digest(h.siteKey, k.Kind, []byte(c.secret))
+		doc.Credentials = append(doc.Credentials, *portalsync.NewWireCredential(&k))
+	}
+	body, err := doc.Marshal()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	path := filepath.Join(h.dir, cursor+".json")
+	if err := portalsync.WriteFile(path, body, h.priv); err != nil {
+		h.t.Fatal(err)
+	}
+	_, err = portalsync.ApplyFile(context.Background(), portalsync.StoreApplier(h.d.Store),
+		portalsync.FileOptions{DeviceID: "spr-test", PublicKey: h.pub, Now: h.d.Clock.Now}, path)
+	if err != nil {
+		h.t.Fatalf("apply %s: %v", path, err)
+	}
+}
+
+// relay returns the simulated relay line of a door.
+func (h *harness) relay(door string) *sim.Output {
+	h.t.Helper()
+	chip, line := "gpiochip0", 17
+	if door == "locker-1" {
+		chip, line = "gpiochip1", 0
+	}
+	o, err := h.bank.FindOutput(chip, line)
+	if err != nil {
+		h.t.Fatalf("relay of %s: %v", door, err)
+	}
+	return o
+}
+
+// waitLine waits for the next logical change of an output line.
+func waitLine(t *testing.T, o *sim.Output, want bool) {
+	t.Helper()
+	select {
+	case got := <-o.Changes():
+		if got != want {
+			t.Fatalf("line changed to %v, want %v", got, want)
+		}
+	case <-time.After(wait):
+		t.Fatalf("line did not change to %v within %v", want, wait)
+	}
+}
