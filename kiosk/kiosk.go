@@ -11,6 +11,7 @@ package kiosk
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -192,3 +193,10 @@ func (s Secret) String() string { return fmt.Sprintf("[secret, %d bytes]", len(s
 
 // GoString masks the secret in %#v.
 func (s Secret) GoString() string { return s.String() }
+
+// LogValue masks the secret in structured logs (slog would otherwise
+// write its bytes, base64 in JSON).
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Format masks the secret whatever the verb (%s, %v, %x, %q, ...).
+func (s Secret) Format(f fmt.State, verb rune) { fmt.Fprint(f, s.String()) }
