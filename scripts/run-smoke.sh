@@ -13,7 +13,8 @@ mkfifo "$dir/keys.fifo"
 pid=$!
 exec 3>"$dir/keys.fifo"
 timeout 20 grep -q -m1 'kioskd serving' <(tail -F "$dir/log" 2>/dev/null)
-pin=$(sed -n 's/^# *PIN: *\([0-9]\{6\}\).*resident.*/\1/p' examples/demo-seed.toml | head -1)
+pin=$(sed -n 's/^# *PIN \([0-9]\{6\}\) *resident.*/\1/p' examples/demo-seed.toml | head -1)
+[ -n "$pin" ] || { echo "smoke: no resident PIN found in examples/demo-seed.toml"; exit 1; }
 printf '%s' "$pin" >&3
 if ! timeout 20 grep -q -m1 'relay on.*door=main\|door=main.*relay on' <(tail -F "$dir/log" 2>/dev/null); then
   echo "smoke: the relay of door main did not switch on"; cat "$dir/log"; exit 1
