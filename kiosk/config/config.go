@@ -39,9 +39,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // timezone must load on boards without a zoneinfo database
+	"unicode"
 )
 
 // ErrConfig is wrapped by every error about the content of a config file
@@ -112,8 +114,9 @@ type Config struct {
 	// StateDir holds kioskd.db and the credential files (state_dir).
 	StateDir string
 	// Timezone is the IANA time zone schedules are read in (timezone,
-	// default "UTC"); Location is that zone, loaded.
+	// default "UTC").
 	Timezone string
+	// Location is Timezone, loaded.
 	Location *time.Location
 	// Hardware is HardwareGPIO or HardwareSim (hardware, default "gpio").
 	Hardware string
@@ -389,9 +392,11 @@ type Error struct {
 	Err  error  // the underlying error, if any (a toml.ParseError)
 }
 
+// Error formats the problem on one line: control characters (a newline in
+// a TOML error message, say) are escaped.
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString(e.File)
+	b.WriteString(oneLine(e.File))
 	if e.Line > 0 {
 		fmt.Fprintf(&b, ":%d", e.Line)
 		if e.Col > 0 {
@@ -400,10 +405,27 @@ func (e *Error) Error() string {
 	}
 	b.WriteString(": ")
 	if e.Key != "" {
-		b.WriteString(e.Key)
+		b.WriteString(oneLine(e.Key))
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Msg)
+	b.WriteString(oneLine(e.Msg))
+	return b.String()
+}
+
+// oneLine escapes the control characters of s, Go style.
+func oneLine(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
 	return b.String()
 }
 

@@ -385,11 +385,15 @@ var errorCases = []errorCase{
 	{"input doors a string", okMin + "[[input]]\ntype = \"terminal\"\ndoors = \"main\" #!\n", "input[0].doors", "must be an array, not a string"},
 	{"input door listed twice", okMin + "[[input]]\ntype = \"terminal\"\ndoors = [\"main\", \"main\"] #!\n", "input[0].doors[1]", "listed twice"},
 
+	{"input not a table", okRoot + "input = [\"terminal\"] #!\n" + okPortal + okDoor, "input[0]", "must be a table, not a string"},
+	{"inputs after a bad one keep their index", okRoot + "input = [1, { type = \"terminal\", doors = [\"back\"] }] #!\n" + okPortal + okDoor, "input[1].doors[0]", `no door has id "back"`},
+
 	// [[door]]
 	{"no door", okRoot + okPortal, "door", "required: at least one [[door]]"},
 	{"door an empty array", okRoot + "door = [] #!\n" + okPortal, "door", "at least one [[door]]"},
 	{"door without id", okRoot + okPortal + "[[door]] #!\nrelay = { chip = \"gpiochip0\", line = 17 }\n", "door[0].id", "required"},
 	{"door id twice", okMin + "[[door]]\nid = \"main\" #!\nrelay = { chip = \"gpiochip0\", line = 18 }\n", "door[1].id", `"main" is already the id of door[0] (line 4)`},
+	{"doors after a bad one keep their index", okRoot + "door = [1, { id = \"a\", relay = { chip = \"c\", line = 1 } },\n  { id = \"a\", relay = { chip = \"c\", line = 2 } }] #!\n" + okPortal, "door[2].id", `"a" is already the id of door[1] (line 2)`},
 	{"door id with a space", okRoot + okPortal + "[[door]]\nid = \"main door\" #!\nrelay = { chip = \"gpiochip0\", line = 17 }\n", "door[0].id", "is not a door id"},
 	{"door kind unknown", okMin + "kind = \"cupboard\" #!\n", "door[0].kind", `"cupboard" is not one of "room", "locker"`},
 	{"door without relay", okRoot + okPortal + "[[door]] #!\nid = \"main\"\n", "door[0].relay", "required"},
@@ -475,6 +479,7 @@ func TestSyntaxError(t *testing.T) {
 		{"unterminated string", okRoot + "[portal]\nsite_key_file = \"/k\n", 3},
 		{"duplicate key", okRoot + okPortal + "site_key_file = \"/j\"\n", 4},
 		{"duplicate table", okMin + "[portal]\n", 7},
+		{"after a byte-order mark", "\xef\xbb\xbf" + okRoot + "[portal\nsite_key_file = \"/k\"\n", 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -487,6 +492,35 @@ func TestSyntaxError(t *testing.T) {
 				t.Errorf("error %q does not match %s", err, re)
 			}
 		})
+	}
+}
+
+// TestTooDeep checks that a document nested deeper than any config needs
+// is refused, with the line, before the TOML library sees it.
+func TestTooDeep(t *testing.T) {
+	cases := []struct {
+		name, doc string
+		line      int
+	}{
+		{"dotted key", okMin + "a" + strings.Repeat(".a", 40) + " = 1\n", 7},
+		{"arrays", okRoot + "x = " + strings.Repeat("[", 40) + strings.Repeat("]", 40) + "\n" + okPortal + okDoor, 2},
+		{"inline tables", okRoot + "x = " + strings.Repeat("{ a = ", 40) + "1" + strings.Repeat(" }", 40) + "\n" + okPortal + okDoor, 2},
+		{"table header", okMin + "[" + strings.Repeat("a.", 40) + "a]\n", 7},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc), "test.toml")
+			want := fmt.Sprintf("test.toml:%d: nested more than 32 levels deep", tc.line)
+			if !errors.Is(err, ErrConfig) || !strings.HasPrefix(fmt.Sprint(err), want) {
+				t.Errorf("err = %v, want %q", err, want)
+			}
+		})
+	}
+	// 16 levels (as deep as errors can be placed) are still TOML's business.
+	doc := okMin + "[keypad]\n" + "x" + strings.Repeat(".a", 15) + " = 1 #!\n"
+	_, err := Parse([]byte(doc), "test.toml")
+	if want := "test.toml:8: keypad.x: unknown key"; !strings.HasPrefix(fmt.Sprint(err), want) {
+		t.Errorf("err = %v, want prefix %q", err, want)
 	}
 }
 

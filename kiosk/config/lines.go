@@ -74,9 +74,32 @@ func parentPath(path string) string {
 	return path[:last]
 }
 
+const (
+	// maxNesting bounds how deep a document may nest keys, arrays and
+	// tables. A kioskd config needs 4 levels ("door[1].relay.line"); the
+	// TOML library slows down quadratically with deep nesting (a dotted key
+	// of 20 000 parts takes it half a minute), so deeper documents are
+	// refused before it sees them.
+	maxNesting = 32
+	// recordDepth and recordElems bound what the scanner records: paths
+	// deeper than recordDepth, and array elements past recordElems, are
+	// skipped (their errors fall back to an outer line).
+	recordDepth = 16
+	recordElems = 256
+)
+
+// scan is what keyLines finds.
+type scan struct {
+	lines     lineTable
+	depth     int // deepest nesting seen, up to maxNesting+1
+	depthLine int // where that was
+}
+
 // keyLines scans a TOML document and returns the line of every key path
-// (and of every table header and array element) it defines.
-func keyLines(data []byte) lineTable {
+// (and of every table header and array element) it defines, and how deep
+// the document nests. It stops at the first place nested deeper than
+// maxNesting.
+func keyLines(data []byte) scan {
 	s := &scanner{
 		s:     data,
 		out:   lineTable{},
@@ -91,15 +114,17 @@ func keyLines(data []byte) lineTable {
 		s.i = 3
 	}
 	s.document()
-	return s.out
+	return scan{lines: s.out, depth: s.depth, depthLine: s.depthLine}
 }
 
 type scanner struct {
-	s     []byte
-	i     int
-	nl    []int          // offsets of newlines, to turn offsets into lines
-	out   lineTable      // path -> line
-	count map[string]int // array-of-tables path -> elements seen
+	s         []byte
+	i         int
+	nl        []int          // offsets of newlines, to turn offsets into lines
+	out       lineTable      // path -> line
+	count     map[string]int // array-of-tables path -> elements seen
+	depth     int            // deepest nesting seen
+	depthLine int
 }
 
 func (s *scanner) eof() bool { return s.i >= len(s.s) }
@@ -111,16 +136,28 @@ func (s *scanner) line(off int) int {
 
 // record remembers the first line a path appears on.
 func (s *scanner) record(path string, off int) {
-	if path == "" {
-		return
-	}
 	if _, ok := s.out[path]; !ok {
 		s.out[path] = s.line(off)
 	}
 }
 
+// nest notes nesting depth d at offset off. Past maxNesting the scan stops
+// (the document will be refused); it reports whether paths at depth d are
+// recorded.
+func (s *scanner) nest(d, off int) bool {
+	if d > s.depth {
+		s.depth, s.depthLine = d, s.line(off)
+	}
+	if d > maxNesting {
+		s.i = len(s.s)
+	}
+	return d <= recordDepth
+}
+
 func (s *scanner) document() {
-	table := "" // the path of the current [table] or [[array]] element
+	// The current [table] or [[array]] element: its path, depth, and
+	// whether keys under it are recorded.
+	table, depth, rec := "", 0, true
 	for !s.eof() {
 		start := s.i
 		s.skipSpace(true)
@@ -128,9 +165,9 @@ func (s *scanner) document() {
 			break
 		}
 		if s.s[s.i] == '[' {
-			table = s.header()
+			table, depth, rec = s.header()
 		} else {
-			s.keyval(table)
+			s.keyval(table, depth, rec)
 		}
 		s.skipToLineEnd()
 		if s.i == start {
@@ -139,8 +176,9 @@ func (s *scanner) document() {
 	}
 }
 
-// header reads a [table] or [[array]] header and returns its path.
-func (s *scanner) header() string {
+// header reads a [table] or [[array]] header and returns its path, depth
+// and whether keys under it are recorded.
+func (s *scanner) header() (string, int, bool) {
 	off := s.i
 	array := bytes.HasPrefix(s.s[s.i:], []byte("[["))
 	if array {
@@ -149,22 +187,27 @@ func (s *scanner) header() string {
 		s.i++
 	}
 	keys := s.key()
-	if len(keys) == 0 {
-		return ""
-	}
-	var path string
+	depth := len(keys)
 	if array {
-		parent := s.resolve(keys[:len(keys)-1], off)
-		name := keyPath(parent, keys[len(keys)-1])
-		s.record(name, off)
-		n := s.count[name]
-		s.count[name] = n + 1
-		path = indexPath(name, n)
-		s.record(path, off)
-	} else {
-		path = s.resolve(keys, off)
+		depth++
 	}
-	return path
+	if !s.nest(depth, off) || len(keys) == 0 {
+		if len(keys) > recordDepth {
+			s.resolve(keys[:recordDepth], off) // record what can be
+		}
+		return "", depth, false
+	}
+	if !array {
+		return s.resolve(keys, off), depth, true
+	}
+	parent := s.resolve(keys[:len(keys)-1], off)
+	name := keyPath(parent, keys[len(keys)-1])
+	s.record(name, off)
+	n := s.count[name]
+	s.count[name] = n + 1
+	path := indexPath(name, n)
+	s.record(path, off)
+	return path, depth, true
 }
 
 // resolve turns the keys of a header into a path, naming the last element
@@ -181,30 +224,38 @@ func (s *scanner) resolve(keys []string, off int) string {
 	return path
 }
 
-// keyval reads `key = value` under the table at prefix.
-func (s *scanner) keyval(prefix string) {
+// keyval reads `key = value` under the table at prefix, of depth depth;
+// rec says whether to record paths.
+func (s *scanner) keyval(prefix string, depth int, rec bool) {
 	off := s.i
 	keys := s.key()
 	if len(keys) == 0 {
 		return
 	}
+	// Record the key's paths as deep as recordDepth.
 	path := prefix
-	for _, k := range keys {
+	for i, k := range keys {
+		if !rec || depth+i+1 > recordDepth {
+			rec, path = false, ""
+			break
+		}
 		path = keyPath(path, k)
 		s.record(path, off)
 	}
+	depth += len(keys)
+	s.nest(depth, off)
 	s.skipSpace(false)
 	if s.eof() || s.s[s.i] != '=' {
 		return
 	}
 	s.i++
 	s.skipSpace(false)
-	s.value(path)
+	s.value(path, depth, rec)
 }
 
 // value skips one value, recording the keys of inline tables and the
-// elements of arrays under path.
-func (s *scanner) value(path string) {
+// elements of arrays under path when rec is set.
+func (s *scanner) value(path string, depth int, rec bool) {
 	if s.eof() {
 		return
 	}
@@ -224,7 +275,7 @@ func (s *scanner) value(path string) {
 			case ',':
 				s.i++
 			default:
-				s.keyval(path)
+				s.keyval(path, depth, rec)
 			}
 			if s.i == start {
 				s.i++
@@ -232,6 +283,7 @@ func (s *scanner) value(path string) {
 		}
 	case '[':
 		s.i++
+		erec := s.nest(depth+1, s.i) && rec
 		for n := 0; !s.eof(); {
 			start := s.i
 			s.skipSpace(true)
@@ -245,9 +297,12 @@ func (s *scanner) value(path string) {
 			case ',':
 				s.i++
 			default:
-				elem := indexPath(path, n)
-				s.record(elem, s.i)
-				s.value(elem)
+				elem := ""
+				if erec && n < recordElems {
+					elem = indexPath(path, n)
+					s.record(elem, s.i)
+				}
+				s.value(elem, depth+1, erec && n < recordElems)
 				n++
 			}
 			if s.i == start {

@@ -56,6 +56,10 @@ func parse(data []byte, file string) (*Config, error) {
 	if name == "" {
 		name = "config"
 	}
+	sc := keyLines(data)
+	if sc.depth > maxNesting {
+		return nil, &Error{File: name, Line: sc.depthLine, Msg: fmt.Sprintf("nested more than %d levels deep (a kioskd config needs 4)", maxNesting)}
+	}
 	var raw map[string]any
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
 		var pe toml.ParseError
@@ -65,7 +69,7 @@ func parse(data []byte, file string) (*Config, error) {
 		}
 		return nil, &Error{File: name, Msg: "TOML: " + err.Error(), Err: err}
 	}
-	p := &parser{file: name, lines: keyLines(data)}
+	p := &parser{file: name, lines: sc.lines}
 	c := p.config(raw)
 	if err := p.err(); err != nil {
 		return nil, err
@@ -127,6 +131,7 @@ type table struct {
 	name  string // how messages name it: "the top level", "[portal]", ...
 	m     map[string]any
 	known []string
+	index int // the element's index, for an element of an array of tables
 }
 
 func (p *parser) table(path, name string, m map[string]any, known []string) *table {
@@ -455,7 +460,9 @@ func (t *table) tables(key, name string, known []string) []*table {
 			t.p.errorf(path, "must be a table, not %s", typeName(v))
 			continue
 		}
-		out = append(out, t.p.table(path, fmt.Sprintf("[[%s]]", name), m, known))
+		et := t.p.table(path, fmt.Sprintf("[[%s]]", name), m, known)
+		et.index = i
+		out = append(out, et)
 	}
 	return out
 }
@@ -518,28 +525,25 @@ func (p *parser) config(raw map[string]any) *Config {
 	}
 
 	claims := lineClaims{}
+	doorIDs := map[string]string{} // id -> path of the door that has it
 	for _, dt := range root.tables("door", "door", doorKeys) {
-		c.Doors = append(c.Doors, p.door(dt, claims))
+		d := p.door(dt, claims)
+		if d.ID != "" {
+			if first, dup := doorIDs[d.ID]; dup {
+				dt.errorf("id", "%s is already the id of %s (line %d)", quote(d.ID), first, p.lines.lineOf(first))
+			} else {
+				doorIDs[d.ID] = dt.path
+			}
+		}
+		c.Doors = append(c.Doors, d)
 	}
 	if a, ok := root.m["door"].([]any); !root.has("door") || ok && len(a) == 0 {
 		root.required("door", "at least one [[door]] table")
 	}
-	doorIDs := map[string]string{} // id -> path of the door that has it
-	for i, d := range c.Doors {
-		if d.ID == "" {
-			continue
-		}
-		path := indexPath("door", i)
-		if first, dup := doorIDs[d.ID]; dup {
-			p.errorf(keyPath(path, "id"), "%s is already the id of %s (line %d)", quote(d.ID), first, p.lines.lineOf(first))
-			continue
-		}
-		doorIDs[d.ID] = path
-	}
 
 	names := map[string]string{} // name -> path of the input that has it
-	for i, it := range root.tables("input", "input", inputKeys) {
-		in := p.input(it, i, claims)
+	for _, it := range root.tables("input", "input", inputKeys) {
+		in := p.input(it, claims)
 		for j, id := range in.Doors {
 			if _, ok := doorIDs[id]; !ok && len(c.Doors) > 0 {
 				p.errorf(indexPath(it.key("doors"), j), "no door has id %s (doors: %s)", quote(id), quoteAll(sortedKeys(doorIDs)))
@@ -775,7 +779,7 @@ func (p *parser) door(t *table, claims lineClaims) Door {
 // matrixKeys are the keys a matrix keypad may map.
 const matrixKeys = "0123456789*#ABCD"
 
-func (p *parser) input(t *table, index int, claims lineClaims) Input {
+func (p *parser) input(t *table, claims lineClaims) Input {
 	t.unknown()
 	var in Input
 	typ, ok := t.str("type")
@@ -790,7 +794,7 @@ func (p *parser) input(t *table, index int, claims lineClaims) Input {
 		return in // without a type nothing else can be judged
 	}
 	in.Type = typ
-	in.Name = fmt.Sprintf("%s-%d", typ, index)
+	in.Name = fmt.Sprintf("%s-%d", typ, t.index)
 	if name, ok := t.str("name"); ok {
 		if msg := checkName(name); msg != "" {
 			t.errorf("name", "%s", msg)
