@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	gosync "sync"
 	"time"
 )
 
@@ -67,6 +68,9 @@ type Engine struct {
 	allDoors []Door
 	inputs   map[string]*inputState
 	reqs     chan func()
+
+	connMu    gosync.Mutex
+	connected map[string]bool
 }
 
 type inputState struct {
@@ -93,6 +97,8 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		doors:  make(map[string]*DoorController),
 		inputs: make(map[string]*inputState),
 		reqs:   make(chan func()),
+
+		connected: make(map[string]bool),
 	}
 	for _, d := range cfg.Doors {
 		if _, dup := e.doors[d.ID()]; dup {
@@ -253,13 +259,29 @@ func (e *Engine) handleInput(ev InputEvent) {
 	case InputCode:
 		e.decide(st, st.spec.Kind, ev.Code, ev.Time)
 	case InputConnected:
+		e.setConnected(st.spec.Name, true)
 		e.recordInput(st, EvInputConnected, "")
 	case InputDisconnected:
+		e.setConnected(st.spec.Name, false)
 		st.entry.Expire(time.Now().Add(24 * time.Hour)) // drop a half-typed entry
 		e.recordInput(st, EvInputDisconnected, ev.Detail)
 	case InputRejected:
 		e.recordInput(st, EvInputRejected, ev.Detail)
 	}
+}
+
+func (e *Engine) setConnected(name string, c bool) {
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
+	e.connected[name] = c
+}
+
+// Connected reports whether the named input has reported itself connected
+// (and not disconnected since). Safe for concurrent use.
+func (e *Engine) Connected(name string) bool {
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
+	return e.connected[name]
 }
 
 func (e *Engine) recordInput(st *inputState, typ, why string) {
