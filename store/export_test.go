@@ -1,0 +1,19 @@
+package store
+
+import "kioskd/kiosk"
+
+// SetTuning shrinks the full load's batch and sort sizes for a test and
+// returns a function restoring them.
+func SetTuning(batch, sort, drop int) (restore func()) {
+	b, s, d := batchBytes, sortBytes, dropEvery
+	batchBytes, sortBytes, dropEvery = batch, sort, drop
+	return func() { batchBytes, sortBytes, dropEvery = b, s, d }
+}
+
+// ApplyDeltaNoFlush applies a delta to the credential file but leaves its
+// events pending, as a crash right after the delta's commit would.
+func (s *Store) ApplyDeltaNoFlush(base string, meta DocMeta, upserts []*kiosk.Credential, removed, revoked []string, mkEvents func(ApplyStats) []*kiosk.Event) (ApplyStats, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	return s.applyDeltaCreds(base, meta, upserts, removed, revoked, mkEvents)
+}
