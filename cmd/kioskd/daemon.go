@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -232,7 +233,7 @@ func openDoors(cfg *config.Config, d *Daemon, log *slog.Logger) (doors []*kiosk.
 			if l == nil {
 				continue
 			}
-			if ind[i], err = lines.output(*l, consumer+"-feedback"); err != nil {
+			if ind[i], err = lines.output(*l, consumer+[]string{"-buzzer", "-led-green", "-led-red"}[i]); err != nil {
 				_ = spec.Relay.Close()
 				return doors, fmt.Errorf("door %s feedback line: %w", dcfg.ID, err)
 			}
@@ -253,7 +254,14 @@ type lineOpener interface {
 type simLines struct{ bank *sim.Bank }
 
 func (s simLines) output(l config.Line, consumer string) (kiosk.OutputLine, error) {
-	return s.bank.Chip(l.Chip).Output(l.Line, l.ActiveLow, consumer)
+	o, err := s.bank.Chip(l.Chip).Output(l.Line, l.ActiveLow, consumer)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasSuffix(consumer, "-relay") {
+		o.SetLogLevel(slog.LevelDebug) // a beep per key would drown the relays
+	}
+	return o, nil
 }
 
 func (s simLines) input(l config.Line, consumer string) (kiosk.InputLine, error) {

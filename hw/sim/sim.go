@@ -14,6 +14,7 @@
 package sim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -173,7 +174,7 @@ func (c *Chip) Output(offset int, activeLow bool, consumer string) (*Output, err
 	if err := c.request(offset, o); err != nil {
 		return nil, err
 	}
-	c.log.Info("sim line requested", "chip", c.name, "line", offset, "consumer", consumer,
+	c.log.Debug("sim line requested", "chip", c.name, "line", offset, "consumer", consumer,
 		"direction", DirOutput, "active", false, "level", level(false, activeLow))
 	return o, nil
 }
@@ -189,7 +190,7 @@ func (c *Chip) Input(offset int, activeLow bool, consumer string) (*Input, error
 	if err := c.request(offset, i); err != nil {
 		return nil, err
 	}
-	c.log.Info("sim line requested", "chip", c.name, "line", offset, "consumer", consumer,
+	c.log.Debug("sim line requested", "chip", c.name, "line", offset, "consumer", consumer,
 		"direction", DirInput, "active", false, "level", level(false, activeLow))
 	return i, nil
 }
@@ -280,9 +281,20 @@ type Output struct {
 	active  bool
 	closed  bool
 	changes chan bool
+
+	logLevel slog.Level // of "sim line set"; slog.LevelInfo unless SetLogLevel
 }
 
 var _ kiosk.OutputLine = (*Output)(nil)
+
+// SetLogLevel sets the level at which the line's changes are logged
+// (default Info). kioskd logs buzzer and LED changes at Debug so that a
+// key beep does not drown the relay's changes.
+func (o *Output) SetLogLevel(l slog.Level) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.logLevel = l
+}
 
 // Set drives the line active or inactive. Setting the state it already
 // has changes nothing and logs nothing. It fails with ErrClosed after
@@ -302,7 +314,7 @@ func (o *Output) setLocked(active bool) {
 		return
 	}
 	o.active = active
-	o.chip.log.Info("sim line set", "chip", o.chip.name, "line", o.offset, "consumer", o.consumer,
+	o.chip.log.Log(context.Background(), o.logLevel, "sim line set", "chip", o.chip.name, "line", o.offset, "consumer", o.consumer,
 		"active", active, "level", level(active, o.activeLow))
 	// Never block the driver: drop the oldest change when the reader is
 	// ChangesBuffer behind. Only this method sends, under o.mu.
@@ -332,7 +344,7 @@ func (o *Output) Close() error {
 	o.closed = true
 	close(o.changes)
 	o.chip.release(o.offset, o)
-	o.chip.log.Info("sim line released", "chip", o.chip.name, "line", o.offset, "consumer", o.consumer,
+	o.chip.log.Debug("sim line released", "chip", o.chip.name, "line", o.offset, "consumer", o.consumer,
 		"active", false, "level", level(false, o.activeLow))
 	return nil
 }

@@ -43,7 +43,7 @@ func (l *logBuf) records(t *testing.T) []map[string]any {
 
 func newLog() (*logBuf, *slog.Logger) {
 	lb := &logBuf{}
-	return lb, slog.New(slog.NewJSONHandler(lb, nil))
+	return lb, slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func TestOutputStartsInactiveAndLogsEveryChange(t *testing.T) {
