@@ -2,7 +2,8 @@
 // types of sync documents, a streaming two-pass document reader, streaming
 // Ed25519 verification of document bodies, and the one path that applies a
 // verified document to the store, whether it was pulled, pushed or read
-// from a file (SPEC §6.5).
+// from a file (SPEC §6.5). Syncer runs the kiosk's client loops — pull,
+// event upload, heartbeat — and serialises every apply.
 //
 // Its name shadows the standard library's sync; callers import it under
 // another name, such as portalsync.
