@@ -16,6 +16,7 @@ import (
 	"kioskd/kiosk"
 	"kioskd/kiosk/config"
 	"kioskd/store"
+	portalsync "kioskd/sync"
 )
 
 // Options are what run needs besides the config file. Zero values are the
@@ -44,6 +45,10 @@ type Daemon struct {
 	Engine *kiosk.Engine
 	Clock  *kiosk.Clock
 	Bank   *sim.Bank
+	// Syncer is the portal link; nil when no portal is configured.
+	Syncer *portalsync.Syncer
+	// PushAddr is the bound push listener address; "" when none.
+	PushAddr string
 }
 
 // floorEvery is how often the clock floor is persisted while running.
@@ -123,6 +128,14 @@ func run(ctx context.Context, opts Options) (err error) {
 	}
 	d.Engine = engine
 
+	link, err := newPortalLink(cfg, st, engine, clock, time.Now(), log)
+	if err != nil {
+		return err
+	}
+	if link != nil {
+		d.Syncer, d.PushAddr = link.syncer, link.PushAddr()
+	}
+
 	record := func(typ string, detail map[string]any) error {
 		t, s := clock.Now()
 		return st.Record(&kiosk.Event{Time: t, ClockSynced: s, Type: typ, Detail: detail})
@@ -149,9 +162,17 @@ func run(ctx context.Context, opts Options) (err error) {
 	}
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(runCtx, events) }()
+	if link != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			link.run(runCtx, log)
+		}()
+	}
 
 	log.Info("kioskd serving", "version", version, "device", cfg.DeviceID,
-		"hardware", cfg.Hardware, "credentials", st.Count(), "doors", len(doors), "inputs", len(inputs))
+		"hardware", cfg.Hardware, "credentials", st.Count(), "doors", len(doors), "inputs", len(inputs),
+		"portal", cfg.Portal.URL != "", "push", d.PushAddr)
 	if opts.Ready != nil {
 		opts.Ready(d)
 	}
