@@ -1,31 +1,27 @@
 package main
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
+
+	"kioskd/cmd/devportal/portal"
 )
 
 // Key files written by keygen.
 const (
-	portalKeyFile = "portal.key" // Ed25519 private key seed, standard base64
-	portalPubFile = "portal.pub" // Ed25519 public key, standard base64 (config portal.public_key)
-	siteKeyFile   = "site.key"   // 32 random bytes, standard base64 (config portal.site_key_file)
-	tokenFile     = "token"      // the device's bearer token (config portal.token_file)
+	portalKeyFile = portal.PortalKeyFile
+	portalPubFile = portal.PortalPubFile
+	siteKeyFile   = portal.SiteKeyFile
+	tokenFile     = portal.TokenFile
 )
 
 // siteKeySize is the size of a site key (SPEC §7).
-const siteKeySize = 32
-
-// maxKeyFileBytes bounds what is read of a key file.
-const maxKeyFileBytes = 4 << 10
+const siteKeySize = portal.SiteKeySize
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("keygen", "-dir DIR [-force]", stderr)
@@ -86,27 +82,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 // writeSecret writes data to path with mode, replacing any file there
 // without ever leaving the content readable under a looser mode.
 func writeSecret(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return portal.WriteSecret(path, data, mode)
 }
 
 func abs(p string) string {
@@ -120,41 +96,11 @@ func abs(p string) string {
 // space around it ignored, and decodes it. Errors name the file, never its
 // content.
 func readKeyFile(path, what string, size int) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s file %s does not exist (devportal keygen makes one)", what, path)
-		}
-		return nil, fmt.Errorf("read %s: %w", what, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", what, err)
-	}
-	if len(data) > maxKeyFileBytes {
-		return nil, fmt.Errorf("%s file %s is too large to be a key", what, path)
-	}
-	key, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(data)))
-	if err != nil {
-		return nil, fmt.Errorf("%s file %s is not standard base64", what, path)
-	}
-	if len(key) != size {
-		return nil, fmt.Errorf("%s file %s holds %d bytes, want %d", what, path, len(key), size)
-	}
-	return key, nil
+	return portal.ReadKeyFile(path, what, size)
 }
 
 // readPortalKey reads the portal's private key from a portal.key file.
-func readPortalKey(path string) (ed25519.PrivateKey, error) {
-	seed, err := readKeyFile(path, "portal key", ed25519.SeedSize)
-	if err != nil {
-		return nil, err
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
-}
+func readPortalKey(path string) (ed25519.PrivateKey, error) { return portal.ReadPortalKey(path) }
 
 // readSiteKey reads the site key from a site.key file.
-func readSiteKey(path string) ([]byte, error) {
-	return readKeyFile(path, "site key", siteKeySize)
-}
+func readSiteKey(path string) ([]byte, error) { return portal.ReadSiteKey(path) }

@@ -1,11 +1,31 @@
 // Command devportal is the reference portal of kioskd (SPEC §1, §6): for
-// bench setups, demos and the integration tests. For now it makes keys and
-// signed sync documents as files (SPEC §6.5); serving the protocol over
-// HTTP comes later, as another subcommand.
+// bench setups, demos and the integration tests. It serves the device
+// protocol over HTTP from a bbolt database (package portal), offers the
+// property manager's operations on the command line and as a JSON admin
+// API, and makes keys and signed sync documents as files (SPEC §6.5).
 //
 //	devportal keygen -dir DIR
+//	devportal serve -dir DIR [-listen 127.0.0.1:8080]
+//	devportal device add -dir DIR -id spr-0001 [-token-file F] [-push-url URL]
+//	devportal holder add -dir DIR -role courier -name ParcelCo
+//	devportal pin -dir DIR -holder h-1 [-choose] [-uses N] [-schedule "mon-fri 07:00-20:00"]
+//	devportal onetime -dir DIR -holder h-1 [-valid 24h]
+//	devportal qr -dir DIR -holder h-1 [-signed] [-png FILE]
+//	devportal card -dir DIR -holder h-1 < number
+//	devportal deactivate|reactivate|delete -dir DIR -id c-1
+//	devportal revoke -dir DIR -cid tok-…
+//	devportal unlock -dir DIR -device spr-0001 -door main
+//	devportal holders|credentials|tokens|devices|events …
+//	devportal export -dir DIR -device spr-0001 -out NAME.json
+//	devportal import -dir DIR -seed examples/demo-seed.toml
 //	devportal mkdoc -site-key F -portal-key F -device ID -seed seed.toml -out NAME.json [-cursor c-1]
 //	devportal sign -portal-key F NAME.json
+//
+// The operations open the database directly when no server runs on DIR;
+// while devportal serve runs (it holds the database), they talk to its
+// admin API, found through DIR/serve.json, with DIR/admin.token. Pushes
+// are sent only by the server; changes made while it is down reach the
+// kiosks at their next pull, and the server pushes them when it starts.
 //
 // Exit status: 0 done, 1 failed, 2 bad usage.
 package main
@@ -57,9 +77,28 @@ type command struct {
 
 // commands are the subcommands; add new ones here.
 var commands = map[string]command{
-	"keygen": {"make a portal key pair, a site key and a device token", runKeygen},
-	"mkdoc":  {"make a signed full sync document from a seed file", runMkdoc},
-	"sign":   {"write the signature file of a sync document", runSign},
+	"keygen":      {"make a portal key pair, a site key and a device token", runKeygen},
+	"mkdoc":       {"make a signed full sync document from a seed file", runMkdoc},
+	"sign":        {"write the signature file of a sync document", runSign},
+	"serve":       {"serve the portal protocol and the admin API over HTTP", runServe},
+	"device":      {"register a kiosk (device add) or list them (device list)", runDevice},
+	"devices":     {"list the registered kiosks", runDevices},
+	"holder":      {"create a holder (holder add) or list them (holder list)", runHolder},
+	"holders":     {"list the holders", runHolders},
+	"pin":         {"issue a PIN (drawn, or chosen with -choose) and show it once", runPIN},
+	"onetime":     {"issue a one-time access PIN (one use, 24 h) and show it once", runOneTime},
+	"qr":          {"issue a staff QR code: plain, or a signed token with -signed", runQR},
+	"card":        {"register a key card or fob (number on standard input)", runCard},
+	"credentials": {"list credentials (never their secrets)", runCredentials},
+	"deactivate":  {"deactivate a credential", runCredOp("deactivate")},
+	"reactivate":  {"reactivate a credential", runCredOp("reactivate")},
+	"delete":      {"delete a credential", runCredOp("delete")},
+	"revoke":      {"revoke a signed QR token by its cid", runRevoke},
+	"tokens":      {"list the signed QR tokens issued", runTokens},
+	"unlock":      {"open a door of a kiosk remotely", runUnlock},
+	"events":      {"list a kiosk's events, newest first", runEvents},
+	"export":      {"write a signed full document of the live set as files", runExport},
+	"import":      {"add the holders and credentials of a seed file (known secrets, for demos)", runImport},
 }
 
 // run runs devportal with the arguments after the program name.
@@ -89,7 +128,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'devportal <command> -h' for the flags of a command.")
 }
