@@ -62,12 +62,20 @@ func (s *Store) Record(evs ...*kiosk.Event) error {
 	return nil
 }
 
-// notify wakes the uploader without ever blocking.
+// notify wakes the uploader and every subscriber without ever blocking.
 func (s *Store) notify() {
 	select {
 	case s.appended <- struct{}{}:
 	default:
 	}
+	s.subMu.Lock()
+	for ch := range s.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	s.subMu.Unlock()
 }
 
 // appendEvent gives ev the next seq and its id and stores it. The seq

@@ -14,6 +14,7 @@ import (
 
 // Pending returns up to max journal events with a seq above afterSeq, in
 // seq order: the events not yet accepted by the portal (SPEC §6.4).
+// Events are stored as JSON, so numbers in Detail come back as float64.
 func (s *Store) Pending(afterSeq uint64, max int) ([]kiosk.Event, error) {
 	if max <= 0 {
 		return nil, nil
@@ -96,7 +97,29 @@ func (s *Store) Backlog() (int, error) {
 // Appended returns a channel that receives after each commit that
 // appended events. It has a buffer of one and notifications coalesce:
 // after a receive, read Pending until it is empty.
+//
+// It belongs to one reader, the uploader: two readers would steal each
+// other's wake-ups. Everyone else uses Subscribe.
 func (s *Store) Appended() <-chan struct{} { return s.appended }
+
+// Subscribe returns a channel of its own that, like Appended, receives
+// (coalescing, buffer of one) after each commit that appended events, for
+// readers besides the uploader: a live event feed, tests. cancel ends the
+// subscription.
+func (s *Store) Subscribe() (ch <-chan struct{}, cancel func()) {
+	c := make(chan struct{}, 1)
+	s.subMu.Lock()
+	if s.subs == nil {
+		s.subs = make(map[chan struct{}]struct{})
+	}
+	s.subs[c] = struct{}{}
+	s.subMu.Unlock()
+	return c, func() {
+		s.subMu.Lock()
+		delete(s.subs, c)
+		s.subMu.Unlock()
+	}
+}
 
 // LastSeq returns the seq of the last event ever appended (0 if none),
 // whether or not it has been acked since.

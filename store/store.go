@@ -35,6 +35,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,6 +159,8 @@ type Store struct {
 	closed  bool
 
 	appended chan struct{}
+	subMu    sync.Mutex
+	subs     map[chan struct{}]struct{}
 }
 
 // credsFile is an open credential file.
@@ -638,6 +641,9 @@ func (s *Store) Lockouts() (map[string]kiosk.LockoutState, error) {
 // syncDir fsyncs a directory so that file creations and removals in it
 // are durable.
 func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil // directories cannot be opened for sync there
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("sync dir: %w", err)

@@ -51,7 +51,10 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan error
 	seen   uint64 // events read so far
-	events []kiosk.Event
+	// appended wakes waitEvent when the journal grows (store.Subscribe:
+	// the syncer owns Store.Appended).
+	appended <-chan struct{}
+	events   []kiosk.Event
 }
 
 type harnessOpts struct {
@@ -194,6 +197,9 @@ func (h *harness) start() {
 	}()
 	select {
 	case h.d = <-ready:
+		var unsub func()
+		h.appended, unsub = h.d.Store.Subscribe()
+		h.t.Cleanup(unsub)
 	case err := <-h.done:
 		h.t.Fatalf("kioskd did not start: %v\n%s", err, h.logBuf)
 	case <-time.After(wait):
@@ -251,7 +257,7 @@ func (h *harness) waitEvent(pred func(kiosk.Event) bool) kiosk.Event {
 			continue
 		}
 		select {
-		case <-h.d.Store.Appended():
+		case <-h.appended:
 		case <-deadline:
 			h.t.Fatalf("no matching event within %v; events so far:\n%s", wait, h.dump())
 		}
