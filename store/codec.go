@@ -131,7 +131,9 @@ func decodeCred(key, val []byte) (*kiosk.Credential, error) {
 	}
 	c := &kiosk.Credential{ID: string(key[kiosk.DigestSize:])}
 	copy(c.Digest[:], key)
-	d := decoder{b: val}
+	// One string holds the whole value; the string fields are slices of
+	// it, which saves an allocation per field on every lookup.
+	d := decoder{b: val, s: string(val)}
 	if v := d.byte(); v != credFormat && d.err == nil {
 		return nil, fmt.Errorf("%w: format %d of credential %q", errCorrupt, v, c.ID)
 	}
@@ -189,7 +191,8 @@ func decodeCred(key, val []byte) (*kiosk.Credential, error) {
 // decoder reads the encoding above; the first error sticks and every
 // later read returns a zero value.
 type decoder struct {
-	b   []byte
+	b   []byte // what is left to read
+	s   string // the whole record, as a string
 	err error
 }
 
@@ -271,13 +274,16 @@ func (d *decoder) bytes(n int) []byte {
 
 func (d *decoder) str() string {
 	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		if d.err == nil {
-			d.err = errShort
-		}
+	if d.err != nil {
 		return ""
 	}
-	return string(d.bytes(int(n)))
+	if n > uint64(len(d.b)) {
+		d.err = errShort
+		return ""
+	}
+	off := len(d.s) - len(d.b)
+	d.b = d.b[n:]
+	return d.s[off : off+int(n)]
 }
 
 func (d *decoder) time() time.Time {

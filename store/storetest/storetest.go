@@ -141,16 +141,11 @@ func LoadErr(s *store.Store, cursor string, issuedAt time.Time, creds []*kiosk.C
 	return l.Commit(store.DocMeta{Cursor: cursor, IssuedAt: issuedAt}, nil)
 }
 
-// Lookup looks a digest up in a read-only use of Access, failing the test
-// on error.
+// Lookup returns the live credential with this digest (nil if none),
+// failing the test on error.
 func Lookup(t testing.TB, s *store.Store, digest [kiosk.DigestSize]byte) *kiosk.Credential {
 	t.Helper()
-	var c *kiosk.Credential
-	err := s.Access(func(tx kiosk.AccessTx) error {
-		var err error
-		c, err = tx.Lookup(digest)
-		return err
-	})
+	c, err := s.Lookup(digest)
 	if err != nil {
 		t.Fatalf("lookup: %v", err)
 	}
