@@ -205,7 +205,12 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	path := filepath.Join(opts.Dir, mainFile)
-	db, err := bolt.Open(path, 0o600, boltOptions(opts.Timeout, false))
+	mainOpts := boltOptions(opts.Timeout, false)
+	// The main database takes a durable commit per decision: not writing
+	// the freelist saves a page write on each; the file is small (journal,
+	// spends, lockouts), so rebuilding the freelist at open is cheap.
+	mainOpts.NoFreelistSync = true
+	db, err := bolt.Open(path, 0o600, mainOpts)
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: %w", path, ErrLocked)
 	}
