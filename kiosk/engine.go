@@ -71,6 +71,7 @@ type Engine struct {
 
 	connMu    gosync.Mutex
 	connected map[string]bool
+	taps      map[chan InputEvent]struct{}
 }
 
 type inputState struct {
@@ -99,6 +100,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		reqs:   make(chan func()),
 
 		connected: make(map[string]bool),
+		taps:      make(map[chan InputEvent]struct{}),
 	}
 	for _, d := range cfg.Doors {
 		if _, dup := e.doors[d.ID()]; dup {
@@ -245,7 +247,42 @@ func (e *Engine) input(name string) *inputState {
 	return st
 }
 
+// Tap returns a channel that receives every input event the loop handles,
+// with codes masked (Code is nil; Detail says how many bytes it had), for
+// kioskctl watch-input. Slow readers lose events rather than slow the
+// loop. cancel ends the tap.
+func (e *Engine) Tap(buffer int) (events <-chan InputEvent, cancel func()) {
+	ch := make(chan InputEvent, max(buffer, 1))
+	e.connMu.Lock()
+	e.taps[ch] = struct{}{}
+	e.connMu.Unlock()
+	return ch, func() {
+		e.connMu.Lock()
+		delete(e.taps, ch)
+		e.connMu.Unlock()
+	}
+}
+
+func (e *Engine) tap(ev InputEvent) {
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
+	if len(e.taps) == 0 {
+		return
+	}
+	if ev.Type == InputCode {
+		ev.Detail = fmt.Sprintf("%d bytes", len(ev.Code))
+		ev.Code = nil
+	}
+	for ch := range e.taps {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
+
 func (e *Engine) handleInput(ev InputEvent) {
+	e.tap(ev)
 	st := e.input(ev.Input)
 	switch ev.Type {
 	case InputKey:

@@ -159,3 +159,19 @@ func TestEngineSurvivesPanickingRequest(t *testing.T) {
 		t.Fatalf("after a panic the loop answers %+v, want unknown", o)
 	}
 }
+
+func TestEngineTapMasksCodes(t *testing.T) {
+	f := newEngineFixture(t)
+	taps, cancel := f.eng.Tap(8)
+	defer cancel()
+	f.in <- InputEvent{Input: "kp", Type: InputCode, Code: Secret("KIOSK-STAFF-7F3K9Q")}
+	<-f.outcome
+	select {
+	case ev := <-taps:
+		if ev.Code != nil || ev.Detail != "18 bytes" || ev.Type != InputCode {
+			t.Fatalf("tapped %+v, want the code masked", ev)
+		}
+	case <-time.After(testWait):
+		t.Fatal("nothing tapped")
+	}
+}
