@@ -134,6 +134,7 @@ func run(ctx context.Context, opts Options) (err error) {
 	}
 	if link != nil {
 		d.Syncer, d.PushAddr = link.syncer, link.PushAddr()
+		defer link.closeListener() // a start that fails below must not keep the port
 	}
 
 	record := func(typ string, detail map[string]any) error {

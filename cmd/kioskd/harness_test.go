@@ -55,12 +55,69 @@ type harness struct {
 	// the syncer owns Store.Appended).
 	appended <-chan struct{}
 	events   []kiosk.Event
+
+	// portal is the devportal the kiosk syncs with (nil: none).
+	portal *testPortal
+	// decisions receives every decision the engine logs, for tests that
+	// cannot read the journal (see waitEvent).
+	decisions chan decision
 }
 
 type harnessOpts struct {
 	maxFailures int    // lockout max_failures; 0 = 100 (no lockout in the way)
 	lockWindow  string // default "10m"
 	extra       string // appended to the config
+
+	// portal, when set, makes the kiosk sync with this devportal: its
+	// keys, URL and device token, and the real system clock (the portal
+	// stamps its documents with it and pushes are judged against it).
+	portal            *testPortal
+	syncInterval      string // [portal] sync_interval with a portal; "" = "1s"
+	heartbeatInterval string // [portal] heartbeat_interval with a portal; "" = "1h"
+	pushListen        string // [portal] push_listen; "" = no push server
+	maxDocumentBytes  int64  // [portal] max_document_bytes; 0 = the default
+}
+
+// decision is one decision as the engine logs it (its "decision" line).
+type decision struct {
+	Input, Reason, Credential string
+}
+
+// tapHandler passes log records on and copies each "decision" record to
+// a channel, so tests see decisions without reading the journal.
+type tapHandler struct {
+	slog.Handler
+	ch chan<- decision
+}
+
+func (t tapHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "decision" {
+		var d decision
+		r.Attrs(func(a slog.Attr) bool {
+			switch a.Key {
+			case "input":
+				d.Input = a.Value.String()
+			case "reason":
+				d.Reason = a.Value.String()
+			case "credential":
+				d.Credential = a.Value.String()
+			}
+			return true
+		})
+		select {
+		case t.ch <- d:
+		default: // a test that reads no decisions
+		}
+	}
+	return t.Handler.Handle(ctx, r)
+}
+
+func (t tapHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return tapHandler{t.Handler.WithAttrs(as), t.ch}
+}
+
+func (t tapHandler) WithGroup(name string) slog.Handler {
+	return tapHandler{t.Handler.WithGroup(name), t.ch}
 }
 
 type syncBuffer struct {
@@ -93,17 +150,37 @@ func openPTY(t *testing.T, h *harness) (*os.File, string) {
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), logBuf: &syncBuffer{}}
-	var err error
-	h.pub, h.priv, err = ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.siteKey = make([]byte, 32)
-	rand.Read(h.siteKey)
-	siteKeyFile := filepath.Join(h.dir, "site.key")
-	if err := os.WriteFile(siteKeyFile, []byte(base64.StdEncoding.EncodeToString(h.siteKey)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	h := &harness{t: t, dir: t.TempDir(), logBuf: &syncBuffer{}, portal: o.portal, decisions: make(chan decision, 256)}
+	var siteKeyFile, portalSection string
+	if tp := o.portal; tp != nil {
+		h.pub, h.priv, h.siteKey = tp.pub, tp.priv, tp.siteKey
+		siteKeyFile = tp.siteKeyFile
+		if o.syncInterval == "" {
+			o.syncInterval = "1s"
+		}
+		if o.heartbeatInterval == "" {
+			o.heartbeatInterval = "1h"
+		}
+		portalSection = fmt.Sprintf("url                = %q\ntoken_file         = %q\nsync_interval      = %q\nheartbeat_interval = %q\n",
+			tp.URL(), tp.tokenFile, o.syncInterval, o.heartbeatInterval)
+		if o.pushListen != "" {
+			portalSection += fmt.Sprintf("push_listen        = %q\n", o.pushListen)
+		}
+		if o.maxDocumentBytes != 0 {
+			portalSection += fmt.Sprintf("max_document_bytes = %d\n", o.maxDocumentBytes)
+		}
+	} else {
+		var err error
+		h.pub, h.priv, err = ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.siteKey = make([]byte, 32)
+		rand.Read(h.siteKey)
+		siteKeyFile = filepath.Join(h.dir, "site.key")
+		if err := os.WriteFile(siteKeyFile, []byte(base64.StdEncoding.EncodeToString(h.siteKey)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var kp, kp2, sc string
 	h.keypad, kp = openPTY(t, h)
@@ -122,7 +199,7 @@ timezone  = "America/New_York"
 hardware  = "sim"
 
 [portal]
-site_key_file = %q
+%ssite_key_file = %q
 public_key    = %q
 
 [keypad]
@@ -165,7 +242,7 @@ id    = "locker-1"
 kind  = "locker"
 relay = { chip = "gpiochip1", line = 0 }
 pulse = "150ms"
-%s`, filepath.Join(h.dir, "state"), siteKeyFile, base64.StdEncoding.EncodeToString(h.pub),
+%s`, filepath.Join(h.dir, "state"), portalSection, siteKeyFile, base64.StdEncoding.EncodeToString(h.pub),
 		o.maxFailures, o.lockWindow, kp, kp2, sc, o.extra)
 	h.cfgPath = filepath.Join(h.dir, "kioskd.toml")
 	if err := os.WriteFile(h.cfgPath, []byte(cfg), 0o600); err != nil {
@@ -184,13 +261,17 @@ func (h *harness) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.done = make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(h.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(tapHandler{slog.NewTextHandler(h.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}), h.decisions})
 	h.bank = sim.NewBank(log)
+	sysClock := func() time.Time { return testNow }
+	if h.portal != nil {
+		sysClock = time.Now // the portal's documents carry the real time
+	}
 	go func() {
 		h.done <- run(ctx, Options{
 			ConfigPath: h.cfgPath, Log: log, Bank: h.bank,
 			Terminal: strings.NewReader(""),
-			SysClock: func() time.Time { return testNow },
+			SysClock: sysClock,
 			Synced:   func() bool { return true },
 			Ready:    func(d *Daemon) { ready <- d },
 		})
@@ -204,6 +285,15 @@ func (h *harness) start() {
 		h.t.Fatalf("kioskd did not start: %v\n%s", err, h.logBuf)
 	case <-time.After(wait):
 		h.t.Fatalf("kioskd not ready within %v", wait)
+	}
+	if h.portal != nil {
+		// The uploader deletes what the portal accepts, so the
+		// input.connected events may be gone before waitEvent reads
+		// them (see there): ask the engine instead.
+		waitFor(h.t, "every input connected", h.appended, func() bool {
+			return h.d.Engine.Connected("keypad") && h.d.Engine.Connected("keypad2") && h.d.Engine.Connected("scanner")
+		})
+		return
 	}
 	connected := map[string]bool{}
 	for len(connected) < 3 {
@@ -238,8 +328,16 @@ func (h *harness) restart() {
 
 // waitEvent returns the first event after those already read that matches
 // pred, reading the daemon's journal as it grows.
+//
+// It must not be used with a portal: the uploader deletes the events the
+// portal accepted, so an event may be gone before it is read. Portal tests
+// read the events the portal received (testPortal.waitEvent) and the
+// decisions (harness.nextDecision) instead.
 func (h *harness) waitEvent(pred func(kiosk.Event) bool) kiosk.Event {
 	h.t.Helper()
+	if h.portal != nil {
+		h.t.Fatal("harness.waitEvent with a portal: the uploader deletes accepted events; use nextDecision or the portal's events")
+	}
 	deadline := time.After(wait)
 	for {
 		evs, err := h.d.Store.Pending(h.seen, 1000)
@@ -270,6 +368,50 @@ func (h *harness) dump() string {
 		fmt.Fprintf(&b, "  %d %s input=%s door=%s reason=%s cred=%s source=%s %v\n", e.Seq, e.Type, e.Input, e.Door, e.Reason, e.CredentialID, e.Source, e.Detail)
 	}
 	return b.String()
+}
+
+// nextDecision waits for the next decision the engine logs for the named
+// input, skipping those of other inputs. It reads no journal, so it works
+// with a portal.
+func (h *harness) nextDecision(input string) decision {
+	h.t.Helper()
+	deadline := time.After(wait)
+	for {
+		select {
+		case d := <-h.decisions:
+			if d.Input == input {
+				return d
+			}
+		case <-deadline:
+			h.t.Fatalf("no decision from %s within %v", input, wait)
+		}
+	}
+}
+
+// enter types a PIN on the keypad and returns the decision.
+func (h *harness) enter(pin string) decision {
+	h.t.Helper()
+	typeKeys(h.t, h.keypad, pin)
+	return h.nextDecision("keypad")
+}
+
+// waitFor waits until cond holds: it checks at once, on every receive
+// from wake (which may be nil) and on a short ticker, and fails the test
+// after the common deadline. It is for state that announces itself
+// nowhere a test can listen (a store read, a portal record).
+func waitFor(t testing.TB, what string, wake <-chan struct{}, cond func() bool) {
+	t.Helper()
+	deadline := time.After(wait)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-wake:
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("timed out after %v waiting for %s", wait, what)
+		}
+	}
 }
 
 // decision waits for the next access decision from the named input.

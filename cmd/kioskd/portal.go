@@ -105,6 +105,14 @@ func (l *portalLink) PushAddr() string {
 	return l.ln.Addr().String()
 }
 
+// closeListener releases the push port if it is still open; Shutdown in
+// run closes it otherwise. Safe to call twice.
+func (l *portalLink) closeListener() {
+	if l.ln != nil {
+		_ = l.ln.Close()
+	}
+}
+
 // run serves until ctx is done.
 func (l *portalLink) run(ctx context.Context, log *slog.Logger) {
 	done := make(chan struct{})
