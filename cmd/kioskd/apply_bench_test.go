@@ -23,8 +23,9 @@ import (
 const afChildEnv = "KIOSKD_APPLYFILE_CHILD"
 
 type afSpec struct {
-	Doc, Pub, Dir, Result string
-	Want                  int
+	Doc, Dir, Result string
+	Pub              []byte
+	Want             int
 }
 
 type afResult struct {
@@ -97,7 +98,7 @@ func benchApplyFile(b *testing.B, n int) {
 	var secs, hwm float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		spec := afSpec{Doc: doc, Pub: string(pub), Dir: filepath.Join(dir, fmt.Sprint("state-", i)),
+		spec := afSpec{Doc: doc, Pub: pub, Dir: filepath.Join(dir, fmt.Sprint("state-", i)),
 			Result: filepath.Join(dir, fmt.Sprint("result-", i)), Want: n}
 		raw, _ := json.Marshal(spec)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestApplyFileChild$", "-test.count=1")
