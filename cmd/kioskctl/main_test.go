@@ -82,7 +82,10 @@ relay = { chip = "sim0", line = 0 }
 id    = "locker-1"
 kind  = "locker"
 relay = { chip = "sim0", line = 1 }
-`, b.state, filepath.Join(b.keys, "site.key"), strings.TrimSpace(string(pub)))
+
+[api]
+socket = %q
+`, b.state, filepath.Join(b.keys, "site.key"), strings.TrimSpace(string(pub)), filepath.Join(shortDir(t), "kioskd.sock"))
 	if err := os.WriteFile(b.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -147,9 +150,10 @@ func TestApplyFlow(t *testing.T) {
 		t.Errorf("events %v, want sync.applied (first apply only) then sync.rejected", types)
 	}
 
-	// With the store held (as kioskd holds it), apply says so.
+	// With the store held (as kioskd holds it) but no API answering,
+	// apply says so.
 	code, _, errOut = kioskctl("-config", b.config, "apply", doc)
-	if code != 1 || !strings.Contains(errOut, "kioskd is running and holds the store") {
+	if code != 1 || !strings.Contains(errOut, "kioskd is running and holds the store") || !strings.Contains(errOut, "does not answer on its API socket") {
 		t.Errorf("apply while the store is held: exit %d, stderr %s", code, errOut)
 	}
 }
@@ -168,6 +172,16 @@ func TestUsage(t *testing.T) {
 		{"bad flag", []string{"-nope", "apply", "x.json"}, 2, "-nope"},
 		{"apply without file", []string{"apply"}, 2, "want one document file"},
 		{"apply two files", []string{"apply", "a.json", "b.json"}, 2, "want one document file"},
+		{"status with an argument", []string{"status", "now"}, 2, "status takes no arguments"},
+		{"events with an argument", []string{"events", "7"}, 2, "events takes no arguments"},
+		{"events bad after", []string{"events", "--after", "x"}, 2, "invalid value"},
+		{"unlock without door", []string{"unlock"}, 2, "unlock: want one door id"},
+		{"test-relay two doors", []string{"test-relay", "a", "b"}, 2, "test-relay: want one door id"},
+		{"watch-input with an argument", []string{"watch-input", "x"}, 2, "watch-input takes no arguments"},
+		{"sync negative wait", []string{"sync", "--wait", "-1s"}, 2, "want 0 or more"},
+		{"check-config two files", []string{"check-config", "a", "b"}, 2, "at most one config file"},
+		{"doctor with an argument", []string{"doctor", "x"}, 2, "doctor takes no arguments"},
+		{"subcommand help", []string{"events", "-h"}, 0, "the portal has not accepted yet"},
 		{"missing config", []string{"-config", filepath.Join(t.TempDir(), "none.toml"), "apply", "x.json"}, 1, "none.toml"},
 		{"no public key", []string{"-config", cfg, "apply", "x.json"}, 1, "portal.public_key is not set"},
 		{"help", []string{"help"}, 0, ""},

@@ -92,6 +92,11 @@ func run(ctx context.Context, opts Options) (err error) {
 	clock := kiosk.NewClock(opts.SysClock, synced, floor)
 
 	d := &Daemon{Config: cfg, Store: st, Clock: clock, Bank: opts.Bank}
+	api, err := newAPI(d, log) // binds the local API socket (kioskctl)
+	if err != nil {
+		return err
+	}
+	defer api.close() // removes the socket if the start fails before run
 	doors, err := openDoors(cfg, d, log)
 	if err != nil {
 		return err
@@ -122,6 +127,7 @@ func run(ctx context.Context, opts Options) (err error) {
 		Store:        st,
 		Clock:        clock,
 		Log:          log,
+		Decided:      api.decided,
 	})
 	if err != nil {
 		return err
@@ -170,6 +176,12 @@ func run(ctx context.Context, opts Options) (err error) {
 			link.run(runCtx, log)
 		}()
 	}
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		api.run(runCtx)
+	}()
 
 	log.Info("kioskd serving", "version", version, "device", cfg.DeviceID,
 		"hardware", cfg.Hardware, "credentials", st.Count(), "doors", len(doors), "inputs", len(inputs),

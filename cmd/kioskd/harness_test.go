@@ -242,8 +242,11 @@ id    = "locker-1"
 kind  = "locker"
 relay = { chip = "gpiochip1", line = 0 }
 pulse = "150ms"
+
+[api]
+socket = %q
 %s`, filepath.Join(h.dir, "state"), portalSection, siteKeyFile, base64.StdEncoding.EncodeToString(h.pub),
-		o.maxFailures, o.lockWindow, kp, kp2, sc, o.extra)
+		o.maxFailures, o.lockWindow, kp, kp2, sc, filepath.Join(apiSocketDir(t), "kioskd.sock"), o.extra)
 	h.cfgPath = filepath.Join(h.dir, "kioskd.toml")
 	if err := os.WriteFile(h.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

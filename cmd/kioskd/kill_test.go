@@ -333,7 +333,11 @@ device = %q
 id    = "main"
 relay = { chip = "gpiochip0", line = 17 }
 pulse = "100ms"
-`, testDevice, state, tp.URL(), tp.tokenFile, tp.siteKeyFile, tp.pubBase64(), slave.Name()), 0o600); err != nil {
+
+[api]
+socket = %q
+`, testDevice, state, tp.URL(), tp.tokenFile, tp.siteKeyFile, tp.pubBase64(), slave.Name(),
+		filepath.Join(apiSocketDir(t), "kioskd.sock")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
