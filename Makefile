@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.buildTime=$(BUILDTIME)
 CMDS     := kioskd kioskctl devportal
 PLATFORMS := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: all run test test-race bench bench-large build bin fuzz clean
+.PHONY: all run test bench bench-large build bin fuzz deb test-deb install clean
 
 all: bin
 
@@ -45,6 +45,33 @@ build:
 	  echo "build $$out"; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out/ $(addprefix ./cmd/,$(CMDS)) || exit 1; \
 	done
+
+## deb: Debian packages (amd64, arm64, armhf, armel) into dist/deb/
+deb:
+	./scripts/build-deb.sh $(VERSION)
+
+## test-deb: build the packages and check them (lintian, contents, unit, install into a scratch root)
+test-deb:
+	./scripts/test-deb.sh
+
+## install: install kioskd as the .deb does, on this machine or under DESTDIR; starts nothing
+install: bin
+	install -D -m 0755 bin/kioskd $(DESTDIR)/usr/sbin/kioskd
+	install -D -m 0755 bin/kioskctl $(DESTDIR)/usr/bin/kioskctl
+	install -D -m 0644 systemd/kioskd.service $(DESTDIR)/lib/systemd/system/kioskd.service
+	install -D -m 0644 systemd/kioskd.sysusers $(DESTDIR)/usr/lib/sysusers.d/kioskd.conf
+	install -D -m 0644 systemd/kioskd.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/kioskd.conf
+	install -D -m 0644 systemd/60-kioskd.rules $(DESTDIR)/lib/udev/rules.d/60-kioskd.rules
+	install -D -m 0644 packaging/man/kioskd.8 $(DESTDIR)/usr/share/man/man8/kioskd.8
+	install -D -m 0644 packaging/man/kioskctl.1 $(DESTDIR)/usr/share/man/man1/kioskctl.1
+	@# the config is the technician's once it exists: never overwrite it
+	test -e $(DESTDIR)/etc/kioskd/kioskd.toml || install -D -m 0644 packaging/kioskd.toml $(DESTDIR)/etc/kioskd/kioskd.toml
+	@if [ -z "$(DESTDIR)" ]; then \
+	  systemd-sysusers kioskd.conf && systemd-tmpfiles --create kioskd.conf && \
+	  { [ ! -d /run/udev ] || udevadm trigger --subsystem-match=gpio --action=change; } && \
+	  { [ ! -d /run/systemd/system ] || systemctl daemon-reload; } && \
+	  echo "kioskd installed: edit /etc/kioskd/kioskd.toml, put the secrets in /etc/kioskd/token and /etc/kioskd/site.key (mode 0600), then: systemctl enable --now kioskd"; \
+	fi
 
 clean:
 	rm -rf bin dist .run

@@ -17,6 +17,7 @@ import (
 	"kioskd/kiosk/config"
 	"kioskd/store"
 	portalsync "kioskd/sync"
+	"kioskd/systemd"
 )
 
 // Options are what run needs besides the config file. Zero values are the
@@ -186,6 +187,15 @@ func run(ctx context.Context, opts Options) (err error) {
 	log.Info("kioskd serving", "version", version, "device", cfg.DeviceID,
 		"hardware", cfg.Hardware, "credentials", st.Count(), "doors", len(doors), "inputs", len(inputs),
 		"portal", cfg.Portal.URL != "", "push", d.PushAddr)
+	notify := systemd.New().WithLogger(log)
+	notify.Ready(fmt.Sprintf("serving: %d doors, %d inputs, %d credentials", len(doors), len(inputs), st.Count()))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// Pings only while the decision loop answers: a wedged loop gets
+		// the daemon restarted by systemd.
+		notify.RunWatchdog(runCtx, func(ctx context.Context) error { return engine.Do(ctx, func() {}) })
+	}()
 	if opts.Ready != nil {
 		opts.Ready(d)
 	}
@@ -207,6 +217,7 @@ loop:
 	}
 
 	log.Info("kioskd stopping")
+	notify.Stopping()
 	if err := record(kiosk.EvDeviceStopping, nil); err != nil {
 		log.Error("record stop", "err", err)
 	}
