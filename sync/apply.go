@@ -204,6 +204,12 @@ type Session struct {
 	failed  error
 	result  Result
 	single  bool // Apply: the document must be one page
+
+	// onHeader, if set, is told each page's header once the page has
+	// been checked and before its credentials are applied: the pull loop
+	// starts fetching the next page then, so that the portal builds page
+	// N+1 while the kiosk applies page N.
+	onHeader func(*Header)
 }
 
 // NewSession returns a Session that applies one document into st.
@@ -255,6 +261,9 @@ func (s *Session) page(ctx context.Context, src io.ReaderAt, size int64) (string
 	s.pages++
 	s.creds += h.NumCredentials
 	s.cmds = append(s.cmds, h.Commands...)
+	if s.onHeader != nil {
+		s.onHeader(h)
+	}
 
 	if h.Full {
 		if s.load == nil {

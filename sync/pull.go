@@ -94,11 +94,37 @@ func (s *Syncer) pullDocument(ctx context.Context, full bool) (Result, error) {
 	}
 	sess := NewSession(s.st, s.options())
 	defer sess.Abort()
-	observed := false
+
+	// Pages are fetched one ahead: when a page's header has been read,
+	// the next page is requested while this one's credentials are applied
+	// (the portal builds a page while the kiosk applies the previous one).
+	var ahead *prefetch
+	defer func() { ahead.discard() }()
 	seen := map[string]bool{}
+	sess.onHeader = func(h *Header) {
+		if h.Next != "" && !seen[h.Next] && ahead == nil {
+			ahead = s.startFetch(ctx, cursor, h.Next)
+		}
+	}
+
+	observed := false
 	page := ""
 	for n := 1; ; n++ {
-		next, err := s.pullPage(ctx, sess, cursor, page)
+		var sp spooled
+		if ahead != nil && ahead.page == page {
+			sp = ahead.wait()
+			ahead = nil
+		} else {
+			ahead.discard()
+			ahead = nil
+			sp = s.fetchPage(ctx, cursor, page)
+		}
+		var next string
+		err := sp.err
+		if err == nil {
+			next, err = sess.Page(ctx, sp.f, sp.n)
+		}
+		sp.remove(s.log)
 		if sess.first != nil && !observed {
 			// A page that reached the session was verified: its
 			// issued_at is trusted time, whether or not it applies.
@@ -122,6 +148,58 @@ func (s *Syncer) pullDocument(ctx context.Context, full bool) (Result, error) {
 	}
 }
 
+// spooled is a fetched page: its verified body in a spool file, or why it
+// could not be had.
+type spooled struct {
+	f   *os.File
+	n   int64
+	err error
+}
+
+// remove closes and deletes the spool file.
+func (sp spooled) remove(log interface{ Warn(string, ...any) }) {
+	if sp.f == nil {
+		return
+	}
+	sp.f.Close()
+	if err := os.Remove(sp.f.Name()); err != nil {
+		log.Warn("remove spool file", "err", err)
+	}
+}
+
+// prefetch is a page being fetched ahead.
+type prefetch struct {
+	page   string
+	cancel context.CancelFunc
+	done   chan spooled
+	log    interface{ Warn(string, ...any) }
+}
+
+func (s *Syncer) startFetch(ctx context.Context, cursor, page string) *prefetch {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &prefetch{page: page, cancel: cancel, done: make(chan spooled, 1), log: s.log}
+	go func() { p.done <- s.fetchPage(ctx, cursor, page) }()
+	return p
+}
+
+// wait returns the fetched page.
+func (p *prefetch) wait() spooled {
+	sp := <-p.done
+	p.cancel()
+	return sp
+}
+
+// discard stops a fetch that is no longer wanted and deletes what it
+// spooled. Safe on nil.
+func (p *prefetch) discard() {
+	if p == nil {
+		return
+	}
+	p.cancel()
+	sp := <-p.done
+	sp.remove(p.log)
+}
+
 // recordRejected records the sync.rejected event of a pulled document,
 // with the document's cursor when its first page was read.
 func (s *Syncer) recordRejected(sess *Session, reason string, err error) {
@@ -136,10 +214,14 @@ func (s *Syncer) recordRejected(sess *Session, reason string, err error) {
 	s.log.Warn("pulled document rejected", "reason", reason, "err", err)
 }
 
-// pullPage fetches one page, spools it to a file in SpoolDir while its
-// signature is verified, and feeds it to the session. It returns the next
-// page token ("" after the last page, when the document is applied).
-func (s *Syncer) pullPage(ctx context.Context, sess *Session, cursor, page string) (string, error) {
+// fetchPage fetches one page and spools it to a file in SpoolDir while
+// its signature is verified. The caller removes the file.
+func (s *Syncer) fetchPage(ctx context.Context, cursor, page string) spooled {
+	f, n, err := s.fetchPageErr(ctx, cursor, page)
+	return spooled{f: f, n: n, err: err}
+}
+
+func (s *Syncer) fetchPageErr(ctx context.Context, cursor, page string) (*os.File, int64, error) {
 	q := url.Values{}
 	if cursor != "" {
 		q.Set("cursor", cursor)
@@ -153,38 +235,33 @@ func (s *Syncer) pullPage(ctx context.Context, sess *Session, cursor, page strin
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return "", fmt.Errorf("pull: %w", err)
+		return nil, 0, fmt.Errorf("pull: %w", err)
 	}
 	resp, err := s.do(ctx, req)
 	if err != nil {
-		return "", fmt.Errorf("pull: %w", err)
+		return nil, 0, fmt.Errorf("pull: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", newStatusError("pull", resp)
+		return nil, 0, newStatusError("pull", resp)
 	}
 	if resp.ContentLength > s.maxBytes {
-		return "", fmt.Errorf("%w: Content-Length %d, the limit is %d", ErrTooLarge, resp.ContentLength, s.maxBytes)
+		return nil, 0, fmt.Errorf("%w: Content-Length %d, the limit is %d", ErrTooLarge, resp.ContentLength, s.maxBytes)
 	}
 	sig, err := ParseSignature(resp.Header.Get(SignatureHeader))
 	if err != nil {
-		return "", fmt.Errorf("%s header: %w", SignatureHeader, err)
+		return nil, 0, fmt.Errorf("%s header: %w", SignatureHeader, err)
 	}
 	f, err := os.CreateTemp(s.cfg.SpoolDir, spoolPrefix+"*.json")
 	if err != nil {
-		return "", fmt.Errorf("pull: spool: %w", err)
+		return nil, 0, fmt.Errorf("pull: spool: %w", err)
 	}
-	defer func() {
-		f.Close()
-		if rerr := os.Remove(f.Name()); rerr != nil {
-			s.log.Warn("remove spool file", "err", rerr)
-		}
-	}()
 	// A write error of the spool file surfaces as a read error: not the
 	// document's fault, so no rejection.
 	n, err := VerifyReader(s.cfg.PublicKey, sig, io.TeeReader(resp.Body, f), s.maxBytes)
 	if err != nil {
-		return "", err
+		spooled{f: f}.remove(s.log)
+		return nil, 0, err
 	}
-	return sess.Page(ctx, f, n)
+	return f, n, nil
 }

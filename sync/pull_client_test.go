@@ -143,6 +143,10 @@ func TestPullPages(t *testing.T) {
 	}
 	h.wantWait("pull", time.Second).Fire() // back-off after the 500
 	h.wantState("c-0", 1)
+	// Pages are fetched one ahead; a failed document leaves no spool file.
+	if left, _ := os.ReadDir(h.cfg.SpoolDir); len(left) != 0 {
+		t.Errorf("spool files left after a failed page: %v", left)
+	}
 	if evs := h.journal(kiosk.EvSyncRejected); len(evs) != 0 {
 		t.Errorf("a 500 is not a rejection: %v", evs)
 	}
@@ -158,6 +162,9 @@ func TestPullPages(t *testing.T) {
 	h.wantWait("pull", time.Second)
 	h.wantState("c-1", 5)
 	h.wantApplied("c-1", true, 5, 1)
+	if left, _ := os.ReadDir(h.cfg.SpoolDir); len(left) != 0 {
+		t.Errorf("spool files left: %v", left)
+	}
 	if r, err := h.st.Revoked("tok-9"); err != nil || !r {
 		t.Errorf("revoked from page 2: %v %v", r, err)
 	}
