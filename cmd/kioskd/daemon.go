@@ -55,6 +55,29 @@ type Daemon struct {
 // floorEvery is how often the clock floor is persisted while running.
 const floorEvery = time.Minute
 
+// statusEvery is how often the systemd STATUS line is refreshed.
+var statusEvery = 15 * time.Second
+
+// statusLine is the one-line state shown by `systemctl status kioskd`:
+// doors, inputs, credentials, and the portal sync's cursor, age and
+// backlog.
+func statusLine(d *Daemon, doors, inputs int) string {
+	line := fmt.Sprintf("serving: %d doors, %d inputs, %d credentials", doors, inputs, d.Store.Count())
+	if d.Syncer == nil {
+		return line + "; no portal"
+	}
+	ss := d.Syncer.Status()
+	age := "never synced"
+	if !ss.LastPull.IsZero() {
+		age = "synced " + time.Since(ss.LastPull).Round(time.Second).String() + " ago"
+	}
+	line += fmt.Sprintf("; cursor %q, %s, backlog %d", ss.Cursor, age, ss.Backlog)
+	if ss.LastError != "" {
+		line += fmt.Sprintf(", %d failed pulls", ss.Failures)
+	}
+	return line
+}
+
 func run(ctx context.Context, opts Options) (err error) {
 	log := opts.Log
 	if log == nil {
@@ -188,7 +211,7 @@ func run(ctx context.Context, opts Options) (err error) {
 		"hardware", cfg.Hardware, "credentials", st.Count(), "doors", len(doors), "inputs", len(inputs),
 		"portal", cfg.Portal.URL != "", "push", d.PushAddr)
 	notify := systemd.New().WithLogger(log)
-	notify.Ready(fmt.Sprintf("serving: %d doors, %d inputs, %d credentials", len(doors), len(inputs), st.Count()))
+	notify.Ready(statusLine(d, len(doors), len(inputs)))
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -202,6 +225,8 @@ func run(ctx context.Context, opts Options) (err error) {
 
 	ticker := time.NewTicker(floorEvery)
 	defer ticker.Stop()
+	statusTicker := time.NewTicker(statusEvery)
+	defer statusTicker.Stop()
 loop:
 	for {
 		select {
@@ -209,6 +234,8 @@ loop:
 			break loop
 		case err := <-engineDone:
 			return fmt.Errorf("decision loop stopped: %w", err)
+		case <-statusTicker.C:
+			notify.Status(statusLine(d, len(doors), len(inputs)))
 		case <-ticker.C:
 			if err := st.RaiseClockFloor(clock.Floor()); err != nil {
 				log.Error("persist clock floor", "err", err)
