@@ -110,7 +110,9 @@ func TestKillDuringFullLoad(t *testing.T) {
 			default:
 				t.Fatalf("after a kill %s: %d of the old set, %d of the new, cursor %q, count %d", p.name, old, new, st.Cursor, s.Count())
 			}
-			if p.after == "committed" && st.Cursor != "new" {
+			// The child goes on to a delta after "committed"; the kill may
+			// land after it, so "new-d" also shows the load was kept.
+			if p.after == "committed" && !strings.HasPrefix(st.Cursor, "new") {
 				t.Errorf("committed load lost: cursor %q", st.Cursor)
 			}
 			if p.after == "delta" {

@@ -73,6 +73,11 @@ type apiServer struct {
 	metrics *metrics
 	started time.Time
 
+	// metricsLn and metricsSrv serve only /metrics on api.metrics_listen
+	// (TCP); nil when that is not configured.
+	metricsLn  net.Listener
+	metricsSrv *http.Server
+
 	applyMu   sync.Mutex // serialises file applies when there is no syncer
 	closeOnce sync.Once
 }
@@ -128,7 +133,31 @@ func newAPI(d *Daemon, log *slog.Logger) (*apiServer, error) {
 		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if addr := d.Config.API.MetricsListen; addr != "" {
+		mln, err := net.Listen("tcp", addr)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("%s: api.metrics_listen %s: %w", d.Config.Path, addr, err)
+		}
+		mmux := http.NewServeMux()
+		mmux.Handle("GET /metrics", a.metrics.handler(log))
+		a.metricsLn = mln
+		a.metricsSrv = &http.Server{
+			Handler:           mmux,
+			ReadHeaderTimeout: 5 * time.Second,
+			IdleTimeout:       time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
 	return a, nil
+}
+
+// MetricsAddr returns the bound metrics address ("" when none).
+func (a *apiServer) MetricsAddr() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return a.metricsLn.Addr().String()
 }
 
 // socketDir creates the socket's directory with mode 0750 when it is
@@ -208,12 +237,27 @@ func (a *apiServer) run(ctx context.Context) {
 		defer wg.Done()
 		a.metrics.run(ctx, a.log)
 	}()
+	if a.metricsSrv != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.metricsSrv.Serve(a.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("metrics listener stopped", "addr", a.MetricsAddr(), "err", err)
+			}
+		}()
+		a.log.Info("metrics serving", "addr", a.MetricsAddr())
+	}
 	a.log.Info("api serving", "socket", a.path)
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := a.srv.Shutdown(sctx); err != nil {
 		a.srv.Close()
+	}
+	if a.metricsSrv != nil {
+		if err := a.metricsSrv.Shutdown(sctx); err != nil {
+			a.metricsSrv.Close()
+		}
 	}
 	wg.Wait()
 	a.close()
@@ -225,6 +269,9 @@ func (a *apiServer) close() {
 	a.closeOnce.Do(func() {
 		if err := a.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			a.log.Warn("close api socket", "socket", a.path, "err", err)
+		}
+		if a.metricsLn != nil {
+			_ = a.metricsLn.Close()
 		}
 	})
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,4 +112,29 @@ silence:
 	ns.want(t, "WATCHDOG=1")
 	h.stop()
 	ns.want(t, "STOPPING=1")
+}
+
+// TestMetricsOnTCP: with api.metrics_listen set, the Prometheus metrics
+// are served on that TCP address too, and count a decision.
+func TestMetricsOnTCP(t *testing.T) {
+	addr := freePort(t)
+	h := newHarness(t, harnessOpts{extra: fmt.Sprintf("metrics_listen = %q\n", addr)})
+	h.applyFull("c-1", testNow.Add(-time.Minute), nil, pinCred("res", "246810", nil))
+	typeKeys(t, h.keypad, "246810")
+	h.decision("keypad")
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics on %s: %v", addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `kioskd_decisions_total{reason="granted"} 1`) {
+		t.Fatalf("metrics: %s\n%s", resp.Status, body)
+	}
+	if r, err := http.Get("http://" + addr + "/v1/status"); err == nil {
+		r.Body.Close()
+		if r.StatusCode == http.StatusOK {
+			t.Fatal("the TCP metrics listener serves the API too; it must serve /metrics only")
+		}
+	}
 }

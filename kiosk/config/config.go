@@ -241,6 +241,11 @@ type Door struct {
 type API struct {
 	// Socket is the Unix socket path (default /run/kioskd/kioskd.sock).
 	Socket string
+	// MetricsListen is an optional TCP address (host:port) that serves
+	// only the Prometheus metrics, for a scraper on the network; "" (the
+	// default) serves them on the socket alone. kioskd's extension of
+	// SPEC §7.
+	MetricsListen string
 }
 
 // Default returns a Config holding every default of SPEC §7 and nothing

@@ -30,7 +30,7 @@ var (
 	inputKeys   = []string{"name", "type", "device", "baud", "doors", "kind", "chip", "rows", "cols", "keys"}
 	doorKeys    = []string{"id", "kind", "relay", "pulse", "contact", "exit_button", "buzzer", "led_green", "led_red", "held_open_after"}
 	lineKeys    = []string{"chip", "line", "active_low"}
-	apiKeys     = []string{"socket"}
+	apiKeys     = []string{"socket", "metrics_listen"}
 
 	// inputTypeKeys lists, per input type, the keys it uses besides name,
 	// type and doors; any other input key is an error for that type.
@@ -564,6 +564,12 @@ func (p *parser) config(raw map[string]any) *Config {
 		c.API.Socket = at.absPath("socket", DefaultSocket, DefaultSocket)
 		if len(c.API.Socket) > maxSocketPath {
 			at.errorf("socket", "path is %d bytes long; a Unix socket path holds at most %d", len(c.API.Socket), maxSocketPath)
+		}
+		if s, ok := at.str("metrics_listen"); ok && s != "" {
+			if msg := checkListen(s); msg != "" {
+				at.errorf("metrics_listen", "%s %s", quote(s), msg)
+			}
+			c.API.MetricsListen = s
 		}
 	}
 	return c
