@@ -388,10 +388,12 @@ socket = %q
 	case <-time.After(wait):
 		t.Fatalf("kioskd did not ask for the second page within %v", wait)
 	}
-	files, _ := filepath.Glob(filepath.Join(state, "creds-*.db"))
-	if len(files) < 2 {
-		t.Errorf("state dir holds %v while a full snapshot is staged; want the live file and the staging one", files)
-	}
+	// Page 2 is fetched while page 1 is applied, so the staging file may
+	// appear just after the request: wait for it (page 2 stays blocked).
+	waitFor(t, "the staging file next to the live one", nil, func() bool {
+		files, _ := filepath.Glob(filepath.Join(state, "creds-*.db"))
+		return len(files) >= 2
+	})
 	if err := p1.stop(syscall.SIGKILL); err == nil || !strings.Contains(err.Error(), "killed") {
 		t.Fatalf("kioskd exit after SIGKILL: %v", err)
 	}
