@@ -102,7 +102,7 @@ func privatePath(path string) bool {
 
 // applyDirect applies the file on the store itself, for when kioskd does
 // not run.
-func applyDirect(ctx context.Context, g *globals, cfg *config.Config, socket, path string, stdout, stderr io.Writer) error {
+func applyDirect(ctx context.Context, g *globals, cfg *config.Config, socket, path string, stdout, stderr io.Writer) (err error) {
 	// The store logs what it repairs after a crash; the technician sees it.
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := store.Open(store.Options{Dir: cfg.StateDir, Logger: logger})
@@ -112,6 +112,13 @@ func applyDirect(ctx context.Context, g *globals, cfg *config.Config, socket, pa
 	if err != nil {
 		return err
 	}
+	// Runs after the Close below: whatever the store created as root goes
+	// to the state dir's owner (the kioskd user), rejected file or not.
+	defer func() {
+		if oerr := matchStateOwner(cfg.StateDir); oerr != nil && err == nil {
+			err = oerr
+		}
+	}()
 	defer st.Close()
 
 	floor, err := st.ClockFloor()
