@@ -54,7 +54,7 @@ type apiKiosk struct {
 	keys    *io.PipeWriter // what the terminal input reads
 	scanner *os.File       // pty master: what the scanner "reads"
 	bank    *sim.Bank
-	logs    *apiLog
+	logs    *syncBuffer
 	d       *Daemon
 	hc      *http.Client
 	// wired is true when run serves the API itself; otherwise the test
@@ -75,22 +75,6 @@ type apiKioskOpts struct {
 	portal *apiPortal // nil: offline
 }
 
-type apiLog struct {
-	mu gosync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *apiLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *apiLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // apiSocketDir returns a short temp dir for sockets: a Unix socket path
 // holds at most 107 bytes, and t.TempDir() paths can be longer.
@@ -106,7 +90,7 @@ func apiSocketDir(t testing.TB) string {
 
 func startAPIKiosk(t *testing.T, o apiKioskOpts) *apiKiosk {
 	t.Helper()
-	k := &apiKiosk{t: t, dir: t.TempDir(), logs: &apiLog{}}
+	k := &apiKiosk{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
 	// The socket's directory does not exist yet: kioskd makes it.
 	k.socket = filepath.Join(apiSocketDir(t), "run", "kioskd.sock")
 	var siteKeyFile, portalLines string
@@ -1052,7 +1036,7 @@ func newAPIPortal(t *testing.T) *apiPortal {
 	}
 	tp.priv, tp.siteKey = priv, site
 	tp.siteKeyFile, tp.tokenFile = filepath.Join(tp.dir, portal.SiteKeyFile), filepath.Join(tp.dir, portal.TokenFile)
-	logs := &apiLog{}
+	logs := &syncBuffer{}
 	tp.p, err = portal.Open(portal.Options{Dir: tp.dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
