@@ -75,7 +75,6 @@ type apiKioskOpts struct {
 	portal *apiPortal // nil: offline
 }
 
-
 // apiSocketDir returns a short temp dir for sockets: a Unix socket path
 // holds at most 107 bytes, and t.TempDir() paths can be longer.
 func apiSocketDir(t testing.TB) string {
