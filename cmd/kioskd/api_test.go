@@ -294,15 +294,7 @@ func (k *apiKiosk) typeKeys(s string) {
 
 func (k *apiKiosk) relay(door string) *sim.Output {
 	k.t.Helper()
-	chip, line := "gpiochip0", 17
-	if door == "locker-1" {
-		chip, line = "gpiochip1", 0
-	}
-	o, err := k.bank.FindOutput(chip, line)
-	if err != nil {
-		k.t.Fatalf("relay of %s: %v", door, err)
-	}
-	return o
+	return simRelay(k.t, k.bank, door)
 }
 
 // pulse waits for one whole pulse of a relay: on, then off.
@@ -1010,28 +1002,18 @@ type apiPortal struct {
 func newAPIPortal(t *testing.T) *apiPortal {
 	t.Helper()
 	tp := &apiPortal{dir: t.TempDir()}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	keygen(t, tp.dir) // the files devportal keygen writes
+	priv, err := portal.ReadPortalKey(filepath.Join(tp.dir, portal.PortalKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	site := make([]byte, portal.SiteKeySize)
-	rand.Read(site)
-	token, err := portal.NewToken()
+	site, err := portal.ReadSiteKey(filepath.Join(tp.dir, portal.SiteKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []struct {
-		name, text string
-		mode       os.FileMode
-	}{
-		{portal.PortalKeyFile, base64.StdEncoding.EncodeToString(priv.Seed()), 0o600},
-		{portal.PortalPubFile, base64.StdEncoding.EncodeToString(pub), 0o644},
-		{portal.SiteKeyFile, base64.StdEncoding.EncodeToString(site), 0o600},
-		{portal.TokenFile, token, 0o600},
-	} {
-		if err := portal.WriteSecret(filepath.Join(tp.dir, f.name), []byte(f.text+"\n"), f.mode); err != nil {
-			t.Fatal(err)
-		}
+	token, err := portal.ReadTokenFile(filepath.Join(tp.dir, portal.TokenFile), "token")
+	if err != nil {
+		t.Fatal(err)
 	}
 	tp.priv, tp.siteKey = priv, site
 	tp.siteKeyFile, tp.tokenFile = filepath.Join(tp.dir, portal.SiteKeyFile), filepath.Join(tp.dir, portal.TokenFile)

@@ -480,13 +480,20 @@ func (h *harness) applyFull(cursor string, issued time.Time, revoked []string, c
 // relay returns the simulated relay line of a door.
 func (h *harness) relay(door string) *sim.Output {
 	h.t.Helper()
+	return simRelay(h.t, h.bank, door)
+}
+
+// simRelay finds the simulated relay of a door of the test configs: main
+// on gpiochip0 line 17, locker-1 on gpiochip1 line 0.
+func simRelay(t testing.TB, bank *sim.Bank, door string) *sim.Output {
+	t.Helper()
 	chip, line := "gpiochip0", 17
 	if door == "locker-1" {
 		chip, line = "gpiochip1", 0
 	}
-	o, err := h.bank.FindOutput(chip, line)
+	o, err := bank.FindOutput(chip, line)
 	if err != nil {
-		h.t.Fatalf("relay of %s: %v", door, err)
+		t.Fatalf("relay of %s: %v", door, err)
 	}
 	return o
 }
