@@ -9,6 +9,7 @@ import (
 
 	"github.com/warthog618/go-gpiosim"
 
+	"kioskd/internal/hwtest"
 	"kioskd/kiosk"
 )
 
@@ -22,7 +23,7 @@ func newSim(t *testing.T) *gpiosim.Simpleton {
 		if s != nil {
 			s.Close()
 		}
-		t.Skipf("gpio-sim unavailable (needs configfs and the gpio-sim kernel module; run `make test-hw`): %v", err)
+		hwtest.Unavailable(t, "gpio-sim (configfs and the gpio-sim module)", err)
 	}
 	t.Cleanup(s.Close)
 	return s
