@@ -26,7 +26,10 @@
 //     checked.
 //   - Besides the keys of SPEC §7, a door may name LED and buzzer lines
 //     (SPEC §4): buzzer, led_green and led_red, inline tables like relay.
-//   - No two doors or inputs may claim the same GPIO line; "gpiochip0"
+//   - A door may instead name a channel of an RS-485 lock controller
+//     board: lock = { board, channel } and a [[lock_board]] table with
+//     name, device, baud, address and channels (SPEC §4 lockers).
+//   - No two doors or inputs may claim the same GPIO line or board channel; "gpiochip0"
 //     and "/dev/gpiochip0" name the same chip.
 package config
 
@@ -75,6 +78,7 @@ const (
 	DefaultHeldOpenAfter     = 60 * time.Second
 	DefaultBaud              = 9600
 	DefaultSocket            = "/run/kioskd/kioskd.sock"
+	DefaultBoardChannels     = 16
 )
 
 // Limits on values.
@@ -127,7 +131,10 @@ type Config struct {
 	Inputs []Input
 	// Doors are the [[door]] tables in file order; there is at least one.
 	Doors []Door
-	API   API
+	// LockBoards are the [[lock_board]] tables in file order: RS-485 lock
+	// controller boards whose channels doors name in their lock table.
+	LockBoards []LockBoard
+	API        API
 	// Path is the file the config came from, as given to Load or Parse.
 	Path string
 }
@@ -223,8 +230,12 @@ type Door struct {
 	ID string
 	// Kind is "room" (default) or "locker".
 	Kind string
-	// Relay is the lock's relay output (required).
+	// Relay is the lock's relay output (required unless Lock is set).
 	Relay Line
+	// Lock names a lock-board channel that opens the door instead of a
+	// relay line (lock = { board, channel }); nil for relay doors. Its
+	// door state comes from the board's status unless Contact is set.
+	Lock *Lock
 	// Pulse is how long a grant energises the relay (default 3s, at most
 	// 30s).
 	Pulse time.Duration
@@ -235,6 +246,33 @@ type Door struct {
 	// HeldOpenAfter is when an open door is reported held open (default
 	// 60s).
 	HeldOpenAfter time.Duration
+}
+
+// LockBoard is one [[lock_board]] table: an RS-485 lock controller board
+// driving a bank of locker compartments (kioskd's extension of SPEC §4
+// and §7). Boards on one serial port share a bus and its speed and have
+// distinct addresses.
+type LockBoard struct {
+	// Name names the board in doors' lock tables (required, unique).
+	Name string
+	// Device is the RS-485 serial port (required), e.g. /dev/ttyUSB1.
+	Device string
+	// Baud is the bus speed (default 9600).
+	Baud int
+	// Address is the board's address on the bus, 0 to 255 (required).
+	Address int
+	// Channels is the number of locks on the board (default 16).
+	Channels int
+
+	path string // "lock_board[i]", for error messages
+}
+
+// Lock is a door's lock table: a channel of a lock board.
+type Lock struct {
+	// Board is the Name of a LockBoard.
+	Board string
+	// Channel is the lock number on the board, from 1.
+	Channel int
 }
 
 // API is the [api] table: kioskd's local API for kioskctl.

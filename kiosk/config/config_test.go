@@ -23,7 +23,9 @@ const (
 	okPortal = "[portal]\nsite_key_file = \"/etc/kioskd/site.key\"\n"
 	okDoor   = "[[door]]\nid = \"main\"\nrelay = { chip = \"gpiochip0\", line = 17 }\n"
 	okMin    = okRoot + okPortal + okDoor
-	online   = okRoot + "[portal]\nurl = \"https://portal.example.com\"\ntoken_file = \"/etc/kioskd/token\"\nsite_key_file = \"/etc/kioskd/site.key\"\npublic_key = \"" + testKey + "\"\n"
+	// lockBoards are two boards on one RS-485 bus.
+	lockBoards = "[[lock_board]]\nname = \"bank-a\"\ndevice = \"/dev/ttyUSB1\"\naddress = 1\n[[lock_board]]\nname = \"bank-b\"\ndevice = \"/dev/ttyUSB1\"\naddress = 2\nchannels = 24\n"
+	online     = okRoot + "[portal]\nurl = \"https://portal.example.com\"\ntoken_file = \"/etc/kioskd/token\"\nsite_key_file = \"/etc/kioskd/site.key\"\npublic_key = \"" + testKey + "\"\n"
 )
 
 func decodeKey(t testing.TB, s string) ed25519.PublicKey {
@@ -247,6 +249,25 @@ func TestValid(t *testing.T) {
 			}
 			return nil
 		}},
+		{"lockers on two boards of one bus", okMin + lockBoards + "[[door]]\nid = \"l1\"\nkind = \"locker\"\nlock = { board = \"bank-a\", channel = 1 }\n[[door]]\nid = \"l17\"\nkind = \"locker\"\nlock = { board = \"bank-b\", channel = 24 }\ncontact = { chip = \"gpiochip0\", line = 4 }\n", func(c *Config) error {
+			want := []LockBoard{
+				{Name: "bank-a", Device: "/dev/ttyUSB1", Baud: 9600, Address: 1, Channels: 16, path: "lock_board[0]"},
+				{Name: "bank-b", Device: "/dev/ttyUSB1", Baud: 9600, Address: 2, Channels: 24, path: "lock_board[1]"},
+			}
+			if !reflect.DeepEqual(c.LockBoards, want) {
+				return fmt.Errorf("LockBoards = %+v, want %+v", c.LockBoards, want)
+			}
+			if l := c.Doors[1].Lock; l == nil || *l != (Lock{Board: "bank-a", Channel: 1}) || c.Doors[1].Relay != (Line{}) {
+				return fmt.Errorf("door l1 = %+v", c.Doors[1])
+			}
+			if l := c.Doors[2].Lock; l == nil || *l != (Lock{Board: "bank-b", Channel: 24}) || c.Doors[2].Contact == nil {
+				return fmt.Errorf("door l17 = %+v", c.Doors[2])
+			}
+			if c.Doors[0].Lock != nil {
+				return fmt.Errorf("relay door has a lock: %+v", c.Doors[0])
+			}
+			return nil
+		}},
 		{"evdev keypad", okMin + "[[input]]\ntype = \"evdev\"\ndevice = \"/dev/input/event3\"\nkind = \"keypad\"\n", nil},
 		{"serial scanner of cards at 115200", okMin + "[[input]]\ntype = \"serial-scanner\"\ndevice = \"/dev/ttyACM0\"\nkind = \"card\"\nbaud = 115200\n", func(c *Config) error {
 			if c.Inputs[0].Baud != 115200 || c.Inputs[0].Kind != "card" {
@@ -416,6 +437,22 @@ var errorCases = []errorCase{
 	{"buzzer and red LED on one line", okMin + "buzzer = { chip = \"gpiochip0\", line = 5 }\nled_red = { chip = \"gpiochip0\", line = 5 } #!\n", "door[0].led_red", "is already used by door[0].buzzer"},
 	{"matrix row on a relay line", okMin + "[[input]]\ntype = \"matrix-keypad\"\nchip = \"gpiochip0\"\nrows = [5, 17] #!\ncols = [6]\nkeys = [\"1\", \"2\"]\n", "input[0].rows[1]", "line 17 is already used by door[0].relay"},
 	{"matrix row and column on one line", okMin + "[[input]]\ntype = \"matrix-keypad\"\nchip = \"gpiochip0\"\nrows = [5]\ncols = [6, 5] #!\nkeys = [\"12\"]\n", "input[0].cols[1]", "line 5 is already used by input[0].rows[0]"},
+
+	// [[lock_board]], door lock
+	{"door with relay and lock", okMin + "lock = { board = \"bank-a\", channel = 1 } #!\n" + lockBoards, "door[0].lock", "either a relay line or a lock-board channel"},
+	{"lock of an unknown board", okMin + lockBoards + "[[door]]\nid = \"l1\"\nlock = { board = \"bank-z\", channel = 1 } #!\n", "door[1].lock.board", `no [[lock_board]] has name "bank-z"`},
+	{"lock channel zero", okMin + lockBoards + "[[door]]\nid = \"l1\"\nlock = { board = \"bank-a\", channel = 0 } #!\n", "door[1].lock.channel", "out of range"},
+	{"lock channel beyond the board", okMin + lockBoards + "[[door]]\nid = \"l1\"\nlock = { board = \"bank-a\", channel = 17 } #!\n", "door[1].lock.channel", "beyond the 16 channels"},
+	{"lock without channel", okMin + lockBoards + "[[door]]\nid = \"l1\"\nlock = { board = \"bank-a\" } #!\n", "door[1].lock.channel", "required"},
+	{"lock with an unknown key", okMin + lockBoards + "[[door]]\nid = \"l1\"\nlock = { board = \"bank-a\", channel = 2, line = 3 } #!\n", "door[1].lock.line", "unknown"},
+	{"two doors on one channel", okMin + lockBoards + "[[door]]\nid = \"l1\"\nlock = { board = \"bank-a\", channel = 2 }\n[[door]]\nid = \"l2\"\nlock = { board = \"bank-a\", channel = 2 } #!\n", "door[2].lock", `channel 2 of lock_board "bank-a" is already used by door[1].lock`},
+	{"board without address", okMin + "[[lock_board]] #!\nname = \"b\"\ndevice = \"/dev/ttyUSB1\"\n", "lock_board[0].address", "required"},
+	{"board without device", okMin + "[[lock_board]] #!\nname = \"b\"\naddress = 1\n", "lock_board[0].device", "required"},
+	{"board address 256", okMin + "[[lock_board]]\nname = \"b\"\ndevice = \"/dev/ttyUSB1\"\naddress = 256 #!\n", "lock_board[0].address", "out of range"},
+	{"board names twice", okMin + lockBoards + "[[lock_board]]\nname = \"bank-a\" #!\ndevice = \"/dev/ttyUSB2\"\naddress = 1\n", "lock_board[2].name", `"bank-a" is already the name of lock_board lock_board[0]`},
+	{"two boards at one address", okMin + lockBoards + "[[lock_board]]\nname = \"bank-c\"\ndevice = \"/dev/ttyUSB1\"\naddress = 2 #!\n", "lock_board[2].address", "are both address 2 on /dev/ttyUSB1"},
+	{"two speeds on one bus", okMin + lockBoards + "[[lock_board]]\nname = \"bank-c\"\ndevice = \"/dev/ttyUSB1\"\naddress = 3\nbaud = 19200 #!\n", "lock_board[2].baud", "boards on one bus"},
+	{"board key unknown", okMin + "[[lock_board]]\nname = \"b\"\ndevice = \"/dev/ttyUSB1\"\naddress = 1\nparity = \"none\" #!\n", "lock_board[0].parity", "unknown"},
 
 	// [api]
 	{"socket relative", okMin + "[api]\nsocket = \"kioskd.sock\" #!\n", "api.socket", "not an absolute path"},
@@ -761,7 +798,18 @@ func checkConsistent(c *Config) error {
 		if d.Pulse <= 0 || d.Pulse > 30*time.Second || d.HeldOpenAfter <= 0 {
 			bad("door %q times", d.ID)
 		}
-		claim(d.Relay.Chip, d.Relay.Line)
+		boards := map[string]LockBoard{}
+		for _, b := range c.LockBoards {
+			boards[b.Name] = b
+		}
+		if d.Lock != nil {
+			if b, ok := boards[d.Lock.Board]; !ok || d.Lock.Channel < 1 || d.Lock.Channel > b.Channels || d.Relay != (Line{}) {
+				bad("door %q lock %+v", d.ID, *d.Lock)
+			}
+			claim("lock_board:"+d.Lock.Board, d.Lock.Channel)
+		} else {
+			claim(d.Relay.Chip, d.Relay.Line)
+		}
 		for _, l := range []*Line{d.Contact, d.ExitButton, d.Buzzer, d.LEDGreen, d.LEDRed} {
 			if l != nil {
 				claim(l.Chip, l.Line)

@@ -23,13 +23,15 @@ import (
 
 // The keys each table knows, in the order SPEC §7 lists them.
 var (
-	rootKeys    = []string{"device_id", "state_dir", "timezone", "hardware", "portal", "keypad", "lockout", "input", "door", "api"}
+	rootKeys    = []string{"device_id", "state_dir", "timezone", "hardware", "portal", "keypad", "lockout", "input", "door", "lock_board", "api"}
 	portalKeys  = []string{"url", "token_file", "site_key_file", "public_key", "sync_interval", "heartbeat_interval", "push_listen", "tls_cert_file", "tls_key_file", "max_document_bytes"}
 	keypadKeys  = []string{"pin_length", "entry_timeout"}
 	lockoutKeys = []string{"max_failures", "window", "duration"}
 	inputKeys   = []string{"name", "type", "device", "baud", "doors", "kind", "chip", "rows", "cols", "keys"}
-	doorKeys    = []string{"id", "kind", "relay", "pulse", "contact", "exit_button", "buzzer", "led_green", "led_red", "held_open_after"}
+	doorKeys    = []string{"id", "kind", "relay", "lock", "pulse", "contact", "exit_button", "buzzer", "led_green", "led_red", "held_open_after"}
 	lineKeys    = []string{"chip", "line", "active_low"}
+	lockKeys    = []string{"board", "channel"}
+	boardKeys   = []string{"name", "device", "baud", "address", "channels"}
 	apiKeys     = []string{"socket", "metrics_listen"}
 
 	// inputTypeKeys lists, per input type, the keys it uses besides name,
@@ -524,10 +526,33 @@ func (p *parser) config(raw map[string]any) *Config {
 		c.Lockout.Duration = lo.duration("duration", DefaultLockoutDuration, 0, MaxLockoutDuration)
 	}
 
+	boards := map[string]*LockBoard{} // name -> board
+	for _, bt := range root.tables("lock_board", "lock_board", boardKeys) {
+		b := p.lockBoard(bt)
+		if b.Name != "" {
+			if first, dup := boards[b.Name]; dup {
+				bt.errorf("name", "%s is already the name of lock_board %s", quote(b.Name), first.path)
+			} else {
+				boards[b.Name] = &b
+			}
+		}
+		c.LockBoards = append(c.LockBoards, b)
+	}
+	for i := range c.LockBoards {
+		for j := range i {
+			a, b := c.LockBoards[j], c.LockBoards[i]
+			if a.Device == b.Device && a.Address == b.Address && a.Device != "" {
+				p.errorf(keyPath(b.path, "address"), "%s and %s are both address %d on %s", a.path, b.path, b.Address, b.Device)
+			} else if a.Device == b.Device && a.Baud != b.Baud {
+				p.errorf(keyPath(b.path, "baud"), "%d differs from %s's %d: boards on one bus (%s) share its speed", b.Baud, a.path, a.Baud, b.Device)
+			}
+		}
+	}
+
 	claims := lineClaims{}
 	doorIDs := map[string]string{} // id -> path of the door that has it
 	for _, dt := range root.tables("door", "door", doorKeys) {
-		d := p.door(dt, claims)
+		d := p.door(dt, claims, boards)
 		if d.ID != "" {
 			if first, dup := doorIDs[d.ID]; dup {
 				dt.errorf("id", "%s is already the id of %s (line %d)", quote(d.ID), first, p.lines.lineOf(first))
@@ -713,6 +738,10 @@ type lineClaims map[[2]string]string
 func (p *parser) claim(claims lineClaims, path, chip string, n int) {
 	k := [2]string{strings.TrimPrefix(chip, "/dev/"), strconv.Itoa(n)}
 	if first, taken := claims[k]; taken {
+		if board, ok := strings.CutPrefix(chip, "lock_board:"); ok {
+			p.errorf(path, "channel %d of lock_board %s is already used by %s (line %d)", n, quote(board), first, p.lines.lineOf(first))
+			return
+		}
 		p.errorf(path, "%s line %d is already used by %s (line %d)", chip, n, first, p.lines.lineOf(first))
 		return
 	}
@@ -755,7 +784,7 @@ func (p *parser) line(t *table, key string, claims lineClaims) *Line {
 	return &l
 }
 
-func (p *parser) door(t *table, claims lineClaims) Door {
+func (p *parser) door(t *table, claims lineClaims, boards map[string]*LockBoard) Door {
 	t.unknown()
 	d := Door{Kind: DefaultDoorKind, Pulse: DefaultPulse, HeldOpenAfter: DefaultHeldOpenAfter}
 	if id, ok := t.str("id"); ok {
@@ -767,10 +796,17 @@ func (p *parser) door(t *table, claims lineClaims) Door {
 		t.required("id", `the door's id, which credentials name (e.g. id = "main")`)
 	}
 	d.Kind = t.oneOf("kind", DefaultDoorKind, "room", "locker")
-	if !t.has("relay") {
-		t.required("relay", `the lock's relay line (e.g. relay = { chip = "gpiochip0", line = 17 })`)
-	} else if r := p.line(t, "relay", claims); r != nil {
-		d.Relay = *r
+	switch {
+	case t.has("relay") && t.has("lock"):
+		t.errorf("lock", "a door has either a relay line or a lock-board channel, not both")
+	case t.has("lock"):
+		d.Lock = p.lock(t, claims, boards)
+	case !t.has("relay"):
+		t.required("relay", `the lock's relay line (e.g. relay = { chip = "gpiochip0", line = 17 }), or a lock-board channel (lock = { board = "lockers", channel = 1 })`)
+	default:
+		if r := p.line(t, "relay", claims); r != nil {
+			d.Relay = *r
+		}
 	}
 	d.Pulse = t.duration("pulse", DefaultPulse, 0, MaxPulse)
 	d.Contact = p.line(t, "contact", claims)
@@ -780,6 +816,78 @@ func (p *parser) door(t *table, claims lineClaims) Door {
 	d.LEDRed = p.line(t, "led_red", claims)
 	d.HeldOpenAfter = t.duration("held_open_after", DefaultHeldOpenAfter, 0, 0)
 	return d
+}
+
+// Lock-board limits.
+const (
+	maxBoardAddress  = 255 // one address byte on the bus
+	maxBoardChannels = 255 // one lock-number byte
+)
+
+// lockBoard reads one [[lock_board]] table.
+func (p *parser) lockBoard(t *table) LockBoard {
+	t.unknown()
+	b := LockBoard{Baud: DefaultBaud, Channels: DefaultBoardChannels, path: t.path}
+	if name, ok := t.str("name"); ok {
+		if !validID(name) {
+			t.errorf("name", "%s is not a board name: use letters, digits, '.', '_' and '-' (e.g. \"lockers-a\")", quote(name))
+		}
+		b.Name = name
+	} else if !t.has("name") {
+		t.required("name", `the board's name, which doors' lock tables use (e.g. name = "lockers-a")`)
+	}
+	if dev, present := t.nonEmpty("device", `"/dev/ttyUSB1"`); !present {
+		t.required("device", `the RS-485 serial port (e.g. device = "/dev/ttyUSB1")`)
+	} else {
+		b.Device = dev
+	}
+	b.Baud = int(t.integer("baud", DefaultBaud, 1, maxBaud))
+	if !t.has("address") {
+		t.required("address", "the board's address on the bus (its DIP switches; e.g. address = 1)")
+	}
+	b.Address = int(t.integer("address", 0, 0, maxBoardAddress))
+	b.Channels = int(t.integer("channels", DefaultBoardChannels, 1, maxBoardChannels))
+	return b
+}
+
+// lock reads a door's lock table { board, channel }; nil when bad.
+func (p *parser) lock(t *table, claims lineClaims, boards map[string]*LockBoard) *Lock {
+	lt := t.sub("lock", "lock", lockKeys)
+	if lt == nil {
+		return nil
+	}
+	lt.name = t.key("lock")
+	lt.unknown()
+	var l Lock
+	ok := true
+	if name, present := lt.nonEmpty("board", `"lockers-a"`); !present {
+		lt.required("board", `the name of a [[lock_board]] (e.g. board = "lockers-a")`)
+		ok = false
+	} else if b := boards[name]; b == nil {
+		if name != "" {
+			lt.errorf("board", "no [[lock_board]] has name %s", quote(name))
+		}
+		ok = false
+	} else {
+		l.Board = name
+		if !lt.has("channel") {
+			lt.required("channel", "the compartment's lock number on the board, from 1 (e.g. channel = 3)")
+			ok = false
+		} else if n := lt.integer("channel", 0, 1, maxBoardChannels); n >= 1 {
+			if int(n) > b.Channels {
+				lt.errorf("channel", "%d is beyond the %d channels of lock_board %s", n, b.Channels, quote(name))
+				ok = false
+			}
+			l.Channel = int(n)
+		} else {
+			ok = false
+		}
+	}
+	if !ok {
+		return nil
+	}
+	p.claim(claims, lt.path, "lock_board:"+l.Board, l.Channel)
+	return &l
 }
 
 // matrixKeys are the keys a matrix keypad may map.
