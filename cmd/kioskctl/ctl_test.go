@@ -251,7 +251,7 @@ func TestDoctorWithoutDaemon(t *testing.T) {
 	})
 	t.Run("no config", func(t *testing.T) {
 		code, checks := doctorLines(t, "-config", filepath.Join(t.TempDir(), "none.toml"), "-socket", filepath.Join(shortDir(t), "s.sock"))
-		if code != 1 || checks["config"].Status != checkFail || checks["kioskd"].Status != checkFail || checks["clock"].Status == "" || len(checks) != 3 {
+		if code != 1 || checks["config"].Status != checkFail || checks["kioskd"].Status != checkFail || checks["clock"].Status == "" || checks["board"].Status != checkOK || len(checks) != 4 {
 			t.Errorf("exit %d, %+v", code, checks)
 		}
 	})

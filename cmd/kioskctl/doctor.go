@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"kioskd/hw/board"
 	"kioskd/hw/sysclock"
 	"kioskd/kiosk/config"
 )
@@ -94,6 +95,11 @@ func (d *doctor) run(ctx context.Context) {
 	if timeout == 0 {
 		timeout = 3 * time.Second
 	}
+	if info := board.Detect(); info.RaspberryPi {
+		d.add(checkOK, "board", "%s (%s, %s)", info.Model, info.Arch, orUnknown(info.OS))
+	} else {
+		d.add(checkOK, "board", "%s; %s", info, orUnknown(info.OS))
+	}
 	cfg, err := config.Load(d.g.configPath)
 	if err != nil {
 		d.add(checkFail, "config", "%v", oneLine(err))
@@ -102,6 +108,7 @@ func (d *doctor) run(ctx context.Context) {
 		d.stateDir(cfg)
 		d.gpio(cfg)
 		d.inputs(cfg)
+		d.lockBoards(cfg)
 		d.secrets(cfg)
 	}
 	d.clock()
@@ -207,7 +214,11 @@ func (d *doctor) gpio(cfg *config.Config) {
 	}
 	chips := map[string]bool{}
 	for _, dc := range cfg.Doors {
-		for _, l := range []*config.Line{&dc.Relay, dc.Contact, dc.ExitButton, dc.Buzzer, dc.LEDGreen, dc.LEDRed} {
+		relay := &dc.Relay
+		if dc.Lock != nil {
+			relay = nil
+		}
+		for _, l := range []*config.Line{relay, dc.Contact, dc.ExitButton, dc.Buzzer, dc.LEDGreen, dc.LEDRed} {
 			if l != nil {
 				chips[chipPath(l.Chip)] = true
 			}
@@ -242,6 +253,38 @@ func (d *doctor) gpio(cfg *config.Config) {
 			d.add(checkWarn, name, "%s", noAccess(path, "readable and writable"))
 		default:
 			d.add(checkOK, name, "%s (%s) is readable and writable", path, describeFile(path))
+		}
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "OS unknown"
+	}
+	return s
+}
+
+// lockBoards checks the serial port of every RS-485 bus once.
+func (d *doctor) lockBoards(cfg *config.Config) {
+	seen := map[string]bool{}
+	for _, b := range cfg.LockBoards {
+		if seen[b.Device] {
+			continue
+		}
+		seen[b.Device] = true
+		name := "lock board " + b.Name
+		fi, err := os.Stat(b.Device)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			d.add(checkFail, name, "%s does not exist: the RS-485 adapter is unplugged or has another name; its lockers cannot open", b.Device)
+		case err != nil:
+			d.add(checkFail, name, "%v", err)
+		case fi.Mode()&fs.ModeCharDevice == 0:
+			d.add(checkFail, name, "%s is not a character device", b.Device)
+		case !access(b.Device, true, true):
+			d.add(checkWarn, name, "%s", noAccess(b.Device, "readable and writable"))
+		default:
+			d.add(checkOK, name, "RS-485 bus %s (%s) is readable and writable", b.Device, describeFile(b.Device))
 		}
 	}
 }

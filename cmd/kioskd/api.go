@@ -30,16 +30,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"periph.io/x/host/v3/distro"
-	"periph.io/x/host/v3/rpi"
-
+	"kioskd/hw/board"
 	"kioskd/kiosk"
 	portalsync "kioskd/sync"
 )
@@ -307,7 +304,8 @@ type statusReply struct {
 	Version     string       `json:"version"`
 	Started     time.Time    `json:"started"`
 	UptimeS     int64        `json:"uptime_s"`
-	Board       string       `json:"board"`
+	Board       string       `json:"board"` // one line, board.Info.String
+	BoardInfo   board.Info   `json:"board_info"`
 	Hardware    string       `json:"hardware"`
 	Config      string       `json:"config"`
 	Doors       []doorReply  `json:"doors"`
@@ -373,14 +371,15 @@ func (a *apiServer) status() statusReply {
 	d, cfg := a.d, a.d.Config
 	now, synced := d.Clock.Now()
 	st := statusReply{
-		DeviceID: cfg.DeviceID,
-		Version:  version,
-		Started:  a.started.UTC(),
-		UptimeS:  int64(time.Since(a.started).Seconds()),
-		Board:    boardModel(),
-		Hardware: cfg.Hardware,
-		Config:   cfg.Path,
-		Clock:    clockReply{Now: now, Synced: synced, Floor: d.Clock.Floor()},
+		DeviceID:  cfg.DeviceID,
+		Version:   version,
+		Started:   a.started.UTC(),
+		UptimeS:   int64(time.Since(a.started).Seconds()),
+		Board:     boardInfo().String(),
+		BoardInfo: boardInfo(),
+		Hardware:  cfg.Hardware,
+		Config:    cfg.Path,
+		Clock:     clockReply{Now: now, Synced: synced, Floor: d.Clock.Floor()},
 	}
 	doors := d.Engine.Doors()
 	for i, ds := range doors {
@@ -446,39 +445,11 @@ func syncAge(now, lastPull, issuedAt time.Time) (seconds float64, ok bool) {
 	return max(now.Sub(ref).Seconds(), 0), true
 }
 
-// boardModel names the board once per process: the Raspberry Pi model
-// from the device tree, or "not a Raspberry Pi (…)" with what is known of
-// the machine. It uses periph.io's detection without host.Init: naming
-// the board needs no driver, and Init would probe every GPIO driver
-// (opening every gpiochip, mapping /dev/gpiomem) beside the one kioskd
-// drives its lines with.
-var boardModel = sync.OnceValue(func() string {
-	model := distro.DTModel()
-	if model == "" || model == "<unknown>" {
-		model = readTrimmed("/sys/firmware/devicetree/base/model")
-	}
-	if rpi.Present() {
-		if model == "" {
-			return "Raspberry Pi (model unknown)"
-		}
-		return model
-	}
-	if model == "" {
-		model = readTrimmed("/sys/class/dmi/id/product_name") // PCs and VMs
-	}
-	if model == "" {
-		model = "unknown board"
-	}
-	return fmt.Sprintf("not a Raspberry Pi (%s, %s/%s)", model, runtime.GOOS, runtime.GOARCH)
-})
-
-func readTrimmed(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(strings.TrimRight(string(b), "\x00"))
-}
+// boardInfo identifies the board once per process through periph.io's
+// detection, without host.Init: naming the board needs no driver, and
+// Init would probe every GPIO driver (opening every gpiochip, mapping
+// /dev/gpiomem) beside the one kioskd drives its lines with.
+var boardInfo = sync.OnceValue(board.Detect)
 
 // ---- events ----
 

@@ -568,8 +568,8 @@ func TestAPIStatus(t *testing.T) {
 	if st.DeviceID != apiDevice || st.Version != version || st.Hardware != "sim" || st.Config != k.cfgPath {
 		t.Errorf("status header: %+v", st)
 	}
-	if st.Board == "" || st.Board != boardModel() {
-		t.Errorf("board %q, want %q", st.Board, boardModel())
+	if st.Board == "" || st.Board != boardInfo().String() || st.BoardInfo.Model != boardInfo().Model {
+		t.Errorf("board %q (%+v), want %q", st.Board, st.BoardInfo, boardInfo())
 	}
 	if len(st.Doors) != 2 || st.Doors[0].ID != "main" || st.Doors[0].Kind != kiosk.DoorRoom || !st.Doors[0].Contact ||
 		st.Doors[0].PulseMS != 100 || st.Doors[1].ID != "locker-1" || st.Doors[1].Kind != kiosk.DoorLocker || st.Doors[1].Contact {
@@ -1195,7 +1195,7 @@ func TestKioskctl(t *testing.T) {
 	t.Run("status", func(t *testing.T) {
 		code, out, errOut := k.ctl(wd, "status")
 		norm := strings.Join(strings.Fields(out), " ") // tabwriter pads columns
-		for _, want := range []string{"device: " + apiDevice + " (kioskd " + version, "hardware: sim", "credentials: 0", "board: " + boardModel(),
+		for _, want := range []string{"device: " + apiDevice + " (kioskd " + version, "hardware: sim", "credentials: 0", "board: " + boardInfo().String(),
 			"main room relay off closed pulse 100ms", "locker-1 locker relay off no contact pulse 100ms",
 			"term terminal connected", "scanner serial-scanner connected /dev/", "sync: offline (no portal"} {
 			if !strings.Contains(norm, want) {
