@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -262,13 +261,15 @@ loop:
 func openDoors(cfg *config.Config, d *Daemon, log *slog.Logger) (doors []*kiosk.DoorController, err error) {
 	var lines lineOpener
 	switch cfg.Hardware {
-	case "sim":
+	case config.HardwareSim:
 		if d.Bank == nil {
 			d.Bank = sim.NewBank(log)
 		}
 		lines = simLines{d.Bank}
 	default:
-		return nil, fmt.Errorf("%s: hardware = %q: this build drives only simulated lines (hardware = \"sim\"); the GPIO driver is not built yet", cfg.Path, cfg.Hardware)
+		gl := newGPIOLines(log)
+		defer gl.closeChips() // requested lines outlive their chip's handle
+		lines = gl
 	}
 	defer func() {
 		if err != nil {
@@ -316,28 +317,6 @@ func openDoors(cfg *config.Config, d *Daemon, log *slog.Logger) (doors []*kiosk.
 		doors = append(doors, kiosk.NewDoor(spec, d.Store.Record, now, log))
 	}
 	return doors, nil
-}
-
-type lineOpener interface {
-	output(l config.Line, consumer string) (kiosk.OutputLine, error)
-	input(l config.Line, consumer string) (kiosk.InputLine, error)
-}
-
-type simLines struct{ bank *sim.Bank }
-
-func (s simLines) output(l config.Line, consumer string) (kiosk.OutputLine, error) {
-	o, err := s.bank.Chip(l.Chip).Output(l.Line, l.ActiveLow, consumer)
-	if err != nil {
-		return nil, err
-	}
-	if !strings.HasSuffix(consumer, "-relay") {
-		o.SetLogLevel(slog.LevelDebug) // a beep per key would drown the relays
-	}
-	return o, nil
-}
-
-func (s simLines) input(l config.Line, consumer string) (kiosk.InputLine, error) {
-	return s.bank.Chip(l.Chip).Input(l.Line, l.ActiveLow, consumer)
 }
 
 // openInputs builds every configured input. Devices are opened by the

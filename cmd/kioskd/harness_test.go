@@ -76,7 +76,29 @@ type harnessOpts struct {
 	heartbeatInterval string // [portal] heartbeat_interval with a portal; "" = "1h"
 	pushListen        string // [portal] push_listen; "" = no push server
 	maxDocumentBytes  int64  // [portal] max_document_bytes; 0 = the default
+
+	// hardware is the config's hardware; "" = "sim".
+	hardware string
+	// doors replaces the [[door]] tables (doors main and locker-1 on
+	// simulated lines); the inputs name door main.
+	doors string
 }
+
+// simDoors are the harness's default doors.
+const simDoors = `[[door]]
+id              = "main"
+relay           = { chip = "gpiochip0", line = 17 }
+pulse           = "150ms"
+contact         = { chip = "gpiochip0", line = 27 }
+exit_button     = { chip = "gpiochip0", line = 22 }
+held_open_after = "300ms"
+
+[[door]]
+id    = "locker-1"
+kind  = "locker"
+relay = { chip = "gpiochip1", line = 0 }
+pulse = "150ms"
+`
 
 // decision is one decision as the engine logs it (its "decision" line).
 type decision struct {
@@ -192,11 +214,17 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if o.lockWindow == "" {
 		o.lockWindow = "10m"
 	}
+	if o.hardware == "" {
+		o.hardware = "sim"
+	}
+	if o.doors == "" {
+		o.doors = simDoors
+	}
 	cfg := fmt.Sprintf(`
 device_id = "spr-test"
 state_dir = %q
 timezone  = "America/New_York"
-hardware  = "sim"
+hardware  = %q
 
 [portal]
 %ssite_key_file = %q
@@ -229,24 +257,11 @@ device = %q
 kind   = "qr"
 doors  = ["main"]
 
-[[door]]
-id              = "main"
-relay           = { chip = "gpiochip0", line = 17 }
-pulse           = "150ms"
-contact         = { chip = "gpiochip0", line = 27 }
-exit_button     = { chip = "gpiochip0", line = 22 }
-held_open_after = "300ms"
-
-[[door]]
-id    = "locker-1"
-kind  = "locker"
-relay = { chip = "gpiochip1", line = 0 }
-pulse = "150ms"
-
+%s
 [api]
 socket = %q
-%s`, filepath.Join(h.dir, "state"), portalSection, siteKeyFile, base64.StdEncoding.EncodeToString(h.pub),
-		o.maxFailures, o.lockWindow, kp, kp2, sc, filepath.Join(apiSocketDir(t), "kioskd.sock"), o.extra)
+%s`, o.hardware, filepath.Join(h.dir, "state"), portalSection, siteKeyFile, base64.StdEncoding.EncodeToString(h.pub),
+		o.maxFailures, o.lockWindow, kp, kp2, sc, o.doors, filepath.Join(apiSocketDir(t), "kioskd.sock"), o.extra)
 	h.cfgPath = filepath.Join(h.dir, "kioskd.toml")
 	if err := os.WriteFile(h.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
