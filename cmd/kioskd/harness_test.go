@@ -260,7 +260,7 @@ doors  = ["main"]
 %s
 [api]
 socket = %q
-%s`, o.hardware, filepath.Join(h.dir, "state"), portalSection, siteKeyFile, base64.StdEncoding.EncodeToString(h.pub),
+%s`, filepath.Join(h.dir, "state"), o.hardware, portalSection, siteKeyFile, base64.StdEncoding.EncodeToString(h.pub),
 		o.maxFailures, o.lockWindow, kp, kp2, sc, o.doors, filepath.Join(apiSocketDir(t), "kioskd.sock"), o.extra)
 	h.cfgPath = filepath.Join(h.dir, "kioskd.toml")
 	if err := os.WriteFile(h.cfgPath, []byte(cfg), 0o600); err != nil {
