@@ -43,7 +43,7 @@ build:
 	  os=$$(echo $$p | cut -d/ -f1); arch=$$(echo $$p | cut -d/ -f2); arm=$$(echo $$p | cut -d/ -f3); \
 	  out=dist/$$os-$$arch$${arm:+v$$arm}; mkdir -p $$out; \
 	  echo "build $$out"; \
-	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out/ $(addprefix ./cmd/,$(CMDS)) || exit 1; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -ldflags '$(LDFLAGS)'"$${arm:+ -X kioskd/hw/board.goarm=v$$arm}" -o $$out/ $(addprefix ./cmd/,$(CMDS)) || exit 1; \
 	done
 
 ## deb: Debian packages (amd64, arm64, armhf, armel) into dist/deb/

@@ -125,9 +125,9 @@ for arch in $ARCHES; do
 
   echo "build-deb: $arch (GOARCH=$goarch${goarm:+ GOARM=$goarm})"
   CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOARM=$goarm \
-    $GO build -trimpath -ldflags "$ldflags" -o "$root/usr/sbin/kioskd" ./cmd/kioskd
+    $GO build -trimpath -ldflags "$ldflags${goarm:+ -X kioskd/hw/board.goarm=v$goarm}" -o "$root/usr/sbin/kioskd" ./cmd/kioskd
   CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOARM=$goarm \
-    $GO build -trimpath -ldflags "$ldflags" -o "$root/usr/bin/kioskctl" ./cmd/kioskctl
+    $GO build -trimpath -ldflags "$ldflags${goarm:+ -X kioskd/hw/board.goarm=v$goarm}" -o "$root/usr/bin/kioskctl" ./cmd/kioskctl
   chmod 0755 "$root/usr/sbin/kioskd" "$root/usr/bin/kioskctl"
 
   install -m 0644 systemd/kioskd.service "$root/lib/systemd/system/kioskd.service"
