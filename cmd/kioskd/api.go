@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"kioskd/hw/board"
+	"kioskd/hw/serial/lockboard"
 	"kioskd/kiosk"
 	portalsync "kioskd/sync"
 )
@@ -314,7 +315,10 @@ type statusReply struct {
 	Credentials int          `json:"credentials"`
 	Backlog     int          `json:"backlog"`
 	Clock       clockReply   `json:"clock"`
-	Errors      []string     `json:"errors,omitempty"` // parts that could not be read
+	// LockBuses are the RS-485 lock-board buses' counters; absent
+	// without lock boards.
+	LockBuses []lockboard.Stats `json:"lock_buses,omitempty"`
+	Errors    []string          `json:"errors,omitempty"` // parts that could not be read
 }
 
 // doorReply is one door in the status.
@@ -380,13 +384,14 @@ func (a *apiServer) status() statusReply {
 		Hardware:  cfg.Hardware,
 		Config:    cfg.Path,
 		Clock:     clockReply{Now: now, Synced: synced, Floor: d.Clock.Floor()},
+		LockBuses: d.lockBoards.stats(),
 	}
 	doors := d.Engine.Doors()
 	for i, ds := range doors {
 		dr := doorReply{DoorStatus: ds}
 		if i < len(cfg.Doors) && cfg.Doors[i].ID == ds.ID {
 			dr.PulseMS = cfg.Doors[i].Pulse.Milliseconds()
-			dr.Contact = cfg.Doors[i].Contact != nil
+			dr.Contact = cfg.Doors[i].Contact != nil || cfg.Doors[i].Lock != nil
 		}
 		st.Doors = append(st.Doors, dr)
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"kioskd/hw/evdev"
+	"kioskd/hw/gpio"
 	"kioskd/hw/serial"
 	"kioskd/hw/sim"
 	"kioskd/hw/sysclock"
@@ -49,6 +51,8 @@ type Daemon struct {
 	Syncer *portalsync.Syncer
 	// PushAddr is the bound push listener address; "" when none.
 	PushAddr string
+
+	lockBoards *lockBoards // RS-485 lock boards; empty when none
 }
 
 // floorEvery is how often the clock floor is persisted while running.
@@ -120,7 +124,17 @@ func run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	defer api.close() // removes the socket if the start fails before run
-	doors, err := openDoors(cfg, d, log)
+	boards, err := openLockBoards(cfg, log)
+	if err != nil {
+		return err
+	}
+	d.lockBoards = boards
+	defer func() { // after the doors below are closed: their sensors poll the buses
+		if cerr := boards.close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	doors, err := openDoors(cfg, d, boards, log)
 	if err != nil {
 		return err
 	}
@@ -258,7 +272,7 @@ loop:
 
 // openDoors requests every door's lines, relays already inactive. A
 // missing relay stops the start.
-func openDoors(cfg *config.Config, d *Daemon, log *slog.Logger) (doors []*kiosk.DoorController, err error) {
+func openDoors(cfg *config.Config, d *Daemon, boards *lockBoards, log *slog.Logger) (doors []*kiosk.DoorController, err error) {
 	var lines lineOpener
 	switch cfg.Hardware {
 	case config.HardwareSim:
@@ -286,7 +300,11 @@ func openDoors(cfg *config.Config, d *Daemon, log *slog.Logger) (doors []*kiosk.
 			HeldOpenAfter: dcfg.HeldOpenAfter,
 		}
 		consumer := "kioskd-" + dcfg.ID
-		if spec.Relay, err = lines.output(dcfg.Relay, consumer+"-relay"); err != nil {
+		if dcfg.Lock != nil {
+			if spec.Relay, spec.Contact, err = boards.lock(*dcfg.Lock, dcfg.Contact == nil); err != nil {
+				return doors, fmt.Errorf("door %s lock: %w", dcfg.ID, err)
+			}
+		} else if spec.Relay, err = lines.output(dcfg.Relay, consumer+"-relay"); err != nil {
 			return doors, fmt.Errorf("door %s relay: %w", dcfg.ID, err)
 		}
 		if dcfg.Contact != nil {
@@ -333,10 +351,22 @@ func openInputs(cfg *config.Config, opts Options, log *slog.Logger) ([]kiosk.Inp
 			in = serial.NewKeypad(serial.Options{Name: ic.Name, Device: ic.Device, Baud: ic.Baud, Log: log})
 		case "serial-scanner":
 			in = serial.NewScanner(serial.Options{Name: ic.Name, Device: ic.Device, Baud: ic.Baud, Log: log})
-		case "terminal":
+		case config.InputTerminal:
 			in = sim.NewTerminal(ic.Name, opts.Terminal, log)
+		case config.InputMatrixKeypad:
+			m, err := gpio.NewMatrix(gpio.MatrixOptions{Name: ic.Name, Chip: ic.Chip, Rows: ic.Rows, Cols: ic.Cols, Keys: ic.Keys, Log: log})
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: input %q: %w", cfg.Path, ic.Name, err)
+			}
+			in = m
+		case config.InputEvdev:
+			e, err := evdev.New(evdev.Options{Name: ic.Name, Device: ic.Device, Kind: ic.Kind, Log: log})
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: input %q: %w", cfg.Path, ic.Name, err)
+			}
+			in = e
 		default:
-			return nil, nil, fmt.Errorf("%s: input %q: type %q is not built yet in this version (serial-keypad, serial-scanner and terminal are)", cfg.Path, ic.Name, ic.Type)
+			return nil, nil, fmt.Errorf("%s: input %q: unknown type %q", cfg.Path, ic.Name, ic.Type) // config.Parse prevents it
 		}
 		inputs = append(inputs, in)
 		specs = append(specs, spec)

@@ -261,8 +261,13 @@ type LockBoard struct {
 	Baud int
 	// Address is the board's address on the bus, 0 to 255 (required).
 	Address int
-	// Channels is the number of locks on the board (default 16).
+	// Channels is the number of locks on the board (default 16, at most
+	// 64).
 	Channels int
+	// InvertedFeedback says the board's lock feedback reads the other
+	// way round (feedback = "inverted"; default "normal": a set status
+	// bit is a shut lock). Wrong polarity makes every open unconfirmed.
+	InvertedFeedback bool
 
 	path string // "lock_board[i]", for error messages
 }

@@ -24,7 +24,7 @@ const (
 	okDoor   = "[[door]]\nid = \"main\"\nrelay = { chip = \"gpiochip0\", line = 17 }\n"
 	okMin    = okRoot + okPortal + okDoor
 	// lockBoards are two boards on one RS-485 bus.
-	lockBoards = "[[lock_board]]\nname = \"bank-a\"\ndevice = \"/dev/ttyUSB1\"\naddress = 1\n[[lock_board]]\nname = \"bank-b\"\ndevice = \"/dev/ttyUSB1\"\naddress = 2\nchannels = 24\n"
+	lockBoards = "[[lock_board]]\nname = \"bank-a\"\ndevice = \"/dev/ttyUSB1\"\naddress = 1\n[[lock_board]]\nname = \"bank-b\"\ndevice = \"/dev/ttyUSB1\"\naddress = 2\nchannels = 24\nfeedback = \"inverted\"\n"
 	online     = okRoot + "[portal]\nurl = \"https://portal.example.com\"\ntoken_file = \"/etc/kioskd/token\"\nsite_key_file = \"/etc/kioskd/site.key\"\npublic_key = \"" + testKey + "\"\n"
 )
 
@@ -252,7 +252,7 @@ func TestValid(t *testing.T) {
 		{"lockers on two boards of one bus", okMin + lockBoards + "[[door]]\nid = \"l1\"\nkind = \"locker\"\nlock = { board = \"bank-a\", channel = 1 }\n[[door]]\nid = \"l17\"\nkind = \"locker\"\nlock = { board = \"bank-b\", channel = 24 }\ncontact = { chip = \"gpiochip0\", line = 4 }\n", func(c *Config) error {
 			want := []LockBoard{
 				{Name: "bank-a", Device: "/dev/ttyUSB1", Baud: 9600, Address: 1, Channels: 16, path: "lock_board[0]"},
-				{Name: "bank-b", Device: "/dev/ttyUSB1", Baud: 9600, Address: 2, Channels: 24, path: "lock_board[1]"},
+				{Name: "bank-b", Device: "/dev/ttyUSB1", Baud: 9600, Address: 2, Channels: 24, InvertedFeedback: true, path: "lock_board[1]"},
 			}
 			if !reflect.DeepEqual(c.LockBoards, want) {
 				return fmt.Errorf("LockBoards = %+v, want %+v", c.LockBoards, want)
@@ -265,6 +265,12 @@ func TestValid(t *testing.T) {
 			}
 			if c.Doors[0].Lock != nil {
 				return fmt.Errorf("relay door has a lock: %+v", c.Doors[0])
+			}
+			return nil
+		}},
+		{"matrix with an unused position", okMin + "[[input]]\ntype = \"matrix-keypad\"\nchip = \"gpiochip0\"\nrows = [1, 2]\ncols = [3, 4]\nkeys = [\"12\", \"# \"]\n", func(c *Config) error {
+			if c.Inputs[0].Keys[1] != "# " {
+				return fmt.Errorf("keys %q", c.Inputs[0].Keys)
 			}
 			return nil
 		}},
@@ -396,6 +402,8 @@ var errorCases = []errorCase{
 	{"matrix keys for fewer rows", okMin + "[[input]]\ntype = \"matrix-keypad\"\nchip = \"gpiochip0\"\nrows = [1, 2]\ncols = [3, 4]\nkeys = [\"12\"] #!\n", "input[0].keys", "has 1 strings for 2 rows"},
 	{"matrix key string too long", okMin + "[[input]]\ntype = \"matrix-keypad\"\nchip = \"gpiochip0\"\nrows = [1, 2]\ncols = [3, 4]\nkeys = [\"12\", \"345\"] #!\n", "input[0].keys[1]", "has 3 keys for 2 columns"},
 	{"matrix key unknown", okMin + "[[input]]\ntype = \"matrix-keypad\"\nchip = \"gpiochip0\"\nrows = [1]\ncols = [3, 4]\nkeys = [\"1x\"] #!\n", "input[0].keys[0]", "holds a key other than"},
+	{"matrix key twice", okMin + "[[input]]\ntype = \"matrix-keypad\"\nchip = \"gpiochip0\"\nrows = [1, 2]\ncols = [3, 4]\nkeys = [\"12\", \"31\"] #!\n", "input[0].keys[1]", `key '1' is already in input[0].keys[0]`},
+	{"matrix of spaces only", okMin + "[[input]]\ntype = \"matrix-keypad\"\nchip = \"gpiochip0\"\nrows = [1]\ncols = [3, 4]\nkeys = [\"  \"] #!\n", "input[0].keys", "maps no key"},
 	{"input names twice", okMin + "[[input]]\nname = \"kp\"\ntype = \"terminal\"\n[[input]]\nname = \"kp\" #!\ntype = \"terminal\"\n", "input[1].name", `"kp" is already the name of input[0]`},
 	{"input name clashes with a default name", okMin + "[[input]]\nname = \"terminal-1\"\ntype = \"terminal\"\n[[input]] #!\ntype = \"terminal\"\n", "input[1].name", `"terminal-1" is already the name`},
 	{"input name empty", okMin + "[[input]]\nname = \"\" #!\ntype = \"terminal\"\n", "input[0].name", "must not be empty"},
@@ -452,6 +460,8 @@ var errorCases = []errorCase{
 	{"board names twice", okMin + lockBoards + "[[lock_board]]\nname = \"bank-a\" #!\ndevice = \"/dev/ttyUSB2\"\naddress = 1\n", "lock_board[2].name", `"bank-a" is already the name of lock_board lock_board[0]`},
 	{"two boards at one address", okMin + lockBoards + "[[lock_board]]\nname = \"bank-c\"\ndevice = \"/dev/ttyUSB1\"\naddress = 2 #!\n", "lock_board[2].address", "are both address 2 on /dev/ttyUSB1"},
 	{"two speeds on one bus", okMin + lockBoards + "[[lock_board]]\nname = \"bank-c\"\ndevice = \"/dev/ttyUSB1\"\naddress = 3\nbaud = 19200 #!\n", "lock_board[2].baud", "boards on one bus"},
+	{"board feedback unknown", okMin + "[[lock_board]]\nname = \"b\"\ndevice = \"/dev/ttyUSB1\"\naddress = 1\nfeedback = \"reversed\" #!\n", "lock_board[0].feedback", `"reversed" is not one of "normal", "inverted"`},
+	{"board with 65 channels", okMin + "[[lock_board]]\nname = \"b\"\ndevice = \"/dev/ttyUSB1\"\naddress = 1\nchannels = 65 #!\n", "lock_board[0].channels", "out of range"},
 	{"board key unknown", okMin + "[[lock_board]]\nname = \"b\"\ndevice = \"/dev/ttyUSB1\"\naddress = 1\nparity = \"none\" #!\n", "lock_board[0].parity", "unknown"},
 
 	// [api]

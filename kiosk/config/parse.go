@@ -31,7 +31,7 @@ var (
 	doorKeys    = []string{"id", "kind", "relay", "lock", "pulse", "contact", "exit_button", "buzzer", "led_green", "led_red", "held_open_after"}
 	lineKeys    = []string{"chip", "line", "active_low"}
 	lockKeys    = []string{"board", "channel"}
-	boardKeys   = []string{"name", "device", "baud", "address", "channels"}
+	boardKeys   = []string{"name", "device", "baud", "address", "channels", "feedback"}
 	apiKeys     = []string{"socket", "metrics_listen"}
 
 	// inputTypeKeys lists, per input type, the keys it uses besides name,
@@ -821,7 +821,7 @@ func (p *parser) door(t *table, claims lineClaims, boards map[string]*LockBoard)
 // Lock-board limits.
 const (
 	maxBoardAddress  = 255 // one address byte on the bus
-	maxBoardChannels = 255 // one lock-number byte
+	maxBoardChannels = 64  // the largest boards have 50; one status bit each
 )
 
 // lockBoard reads one [[lock_board]] table.
@@ -847,6 +847,7 @@ func (p *parser) lockBoard(t *table) LockBoard {
 	}
 	b.Address = int(t.integer("address", 0, 0, maxBoardAddress))
 	b.Channels = int(t.integer("channels", DefaultBoardChannels, 1, maxBoardChannels))
+	b.InvertedFeedback = t.oneOf("feedback", "normal", "normal", "inverted") == "inverted"
 	return b
 }
 
@@ -1004,13 +1005,28 @@ func (p *parser) matrix(t *table, in *Input, claims lineClaims) {
 		t.errorf("keys", "has %d strings for %d rows; give one string per row", len(keys), len(rows))
 	}
 	if keysOK {
+		seen := map[rune]string{}
 		for i, k := range keys {
 			path := indexPath(t.key("keys"), i)
-			if strings.Trim(k, matrixKeys) != "" {
-				t.p.errorf(path, "%s holds a key other than %s", quote(k), matrixKeys)
+			if strings.Trim(k, matrixKeys+" ") != "" {
+				t.p.errorf(path, "%s holds a key other than %s (or a space for no key)", quote(k), matrixKeys)
+				continue
 			} else if colsOK && len(k) != len(cols) {
 				t.p.errorf(path, "%s has %d keys for %d columns; give one key per column", quote(k), len(k), len(cols))
 			}
+			for _, r := range k {
+				if r == ' ' {
+					continue
+				}
+				if first, dup := seen[r]; dup {
+					t.p.errorf(path, "key %q is already in %s", r, first)
+					break
+				}
+				seen[r] = path
+			}
+		}
+		if len(seen) == 0 && len(keys) > 0 {
+			t.errorf("keys", "maps no key (only spaces)")
 		}
 	}
 	in.Rows, in.Cols, in.Keys = rows, cols, keys
