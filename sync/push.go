@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	gosync "sync"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -39,6 +40,15 @@ const DefaultMaxConcurrentPushes = 2
 // trickles its body would otherwise hold one of the few push slots for
 // good.
 const DefaultPushBodyTimeout = 2 * time.Minute
+
+// DefaultRejectEventEvery is how often, at most, a push.rejected event of
+// one reason is recorded; the rejections in between are counted and
+// carried by the next event of that reason (detail "count": how many
+// rejected pushes the event stands for, when more than one). A
+// client flooding the push port with junk thus costs the journal a few
+// events a second, not one durable write per request, and grants keep
+// their disk.
+const DefaultRejectEventEvery = time.Second
 
 // MaxNonceBytes is the longest nonce accepted; a longer one makes the push
 // malformed (400). Nonces are kept in the store for the push window.
@@ -110,6 +120,10 @@ type PushConfig struct {
 	// BodyTimeout bounds the time a push's body may take to arrive; zero
 	// means DefaultPushBodyTimeout.
 	BodyTimeout time.Duration
+	// RejectEventEvery bounds the push.rejected events of one reason to
+	// one per period (see DefaultRejectEventEvery); zero means the
+	// default, negative means an event for every rejected push.
+	RejectEventEvery time.Duration
 }
 
 // NewPushHandler returns the handler of POST /v1/push (SPEC §6.2). It runs
@@ -121,9 +135,13 @@ type PushConfig struct {
 // cursor, and a pull is started). Success is 200 {"cursor": current},
 // after the push is applied and durable.
 //
-// Every rejected push except a 409 is recorded as one push.rejected event
+// Every rejected push except a 409 is recorded as a push.rejected event
 // with detail {"reason", "status"} and touches nothing else: no nonce is
-// used, no credential changes, target is not called. A store failure is
+// used, no credential changes, target is not called. Events of one reason
+// are recorded at most once per RejectEventEvery: the first at once, the
+// rest counted into the next event of their reason, whose detail "count"
+// says how many rejected pushes it stands for (a summary event follows a
+// burst), so a flood costs a few events a second and no count is lost. A store failure is
 // 500, without an event. Other methods are 405 and other paths 404; a
 // push beyond MaxConcurrent is 503 with Retry-After: 1; none of these is a
 // rejected push.
@@ -147,6 +165,10 @@ func NewPushHandler(cfg PushConfig, st PushStore, target PushTarget) http.Handle
 	if h.cfg.BodyTimeout <= 0 {
 		h.cfg.BodyTimeout = DefaultPushBodyTimeout
 	}
+	if h.cfg.RejectEventEvery == 0 {
+		h.cfg.RejectEventEvery = DefaultRejectEventEvery
+	}
+	h.limits = map[string]*rejectLimit{}
 	if h.cfg.Log == nil {
 		h.cfg.Log = slog.Default()
 	}
@@ -169,6 +191,17 @@ type pushHandler struct {
 	target PushTarget
 	sem    chan struct{}
 	cfgErr error
+
+	limitMu gosync.Mutex
+	limits  map[string]*rejectLimit // by reason; a handful of reasons exist
+}
+
+// rejectLimit is the event budget of one rejection reason.
+type rejectLimit struct {
+	last       time.Time   // when its last event was recorded (monotonic)
+	suppressed int         // rejections since then without an event
+	status     int         // of the latest suppressed rejection
+	flush      *time.Timer // records the summary of a burst; nil when none is due
 }
 
 func (h *pushHandler) now() (time.Time, bool) {
@@ -463,14 +496,76 @@ func spool(f io.Writer, tee io.Writer, r io.Reader) (n int64, rerr, werr error) 
 // rejected answers a rejected push and records its push.rejected event.
 // The event carries the reason and status only: nothing of the body.
 func (h *pushHandler) rejected(w http.ResponseWriter, r *http.Request, rej *rejection) {
+	if suppressed, record := h.budget(rej); record {
+		h.recordRejected(rej.reason, rej.status, 1+suppressed)
+		h.cfg.Log.Warn("push rejected", "reason", rej.reason, "status", rej.status, "remote", r.RemoteAddr, "err", rej.err, "held_back_before", suppressed)
+	} else {
+		h.cfg.Log.Debug("push rejected", "reason", rej.reason, "status", rej.status, "remote", r.RemoteAddr, "err", rej.err)
+	}
+	writeJSON(w, rej.status, map[string]string{"error": rej.reason})
+}
+
+// budget says whether the rejection gets an event now, and how many
+// earlier ones of its reason it reports as suppressed. One it holds back
+// is counted, and a timer makes sure the count is recorded even when no
+// further rejection comes.
+func (h *pushHandler) budget(rej *rejection) (suppressed int, record bool) {
+	every := h.cfg.RejectEventEvery
+	if every < 0 {
+		return 0, true
+	}
+	h.limitMu.Lock()
+	defer h.limitMu.Unlock()
+	l := h.limits[rej.reason]
+	if l == nil {
+		l = &rejectLimit{}
+		h.limits[rej.reason] = l
+	}
+	now := time.Now()
+	if l.last.IsZero() || now.Sub(l.last) >= every {
+		suppressed, l.suppressed, l.last = l.suppressed, 0, now
+		if l.flush != nil {
+			l.flush.Stop()
+			l.flush = nil
+		}
+		return suppressed, true
+	}
+	l.suppressed++
+	l.status = rej.status
+	if l.flush == nil {
+		reason := rej.reason
+		l.flush = time.AfterFunc(every-now.Sub(l.last), func() { h.flushRejected(reason) })
+	}
+	return 0, false
+}
+
+// flushRejected records the summary of a burst of held-back rejections.
+func (h *pushHandler) flushRejected(reason string) {
+	h.limitMu.Lock()
+	l := h.limits[reason]
+	n, status := l.suppressed, l.status
+	l.flush = nil
+	if n == 0 {
+		h.limitMu.Unlock()
+		return
+	}
+	l.suppressed, l.last = 0, time.Now()
+	h.limitMu.Unlock()
+	h.recordRejected(reason, status, n)
+}
+
+// recordRejected records one push.rejected event standing for count
+// rejected pushes of that reason.
+func (h *pushHandler) recordRejected(reason string, status, count int) {
 	t, synced := h.now()
-	ev := &kiosk.Event{Time: t, ClockSynced: synced, Type: kiosk.EvPushRejected,
-		Detail: map[string]any{"reason": rej.reason, "status": rej.status}}
+	detail := map[string]any{"reason": reason, "status": status}
+	if count > 1 {
+		detail["count"] = count
+	}
+	ev := &kiosk.Event{Time: t, ClockSynced: synced, Type: kiosk.EvPushRejected, Detail: detail}
 	if err := h.st.Record(ev); err != nil {
 		h.cfg.Log.Error("record push.rejected", "err", err)
 	}
-	h.cfg.Log.Warn("push rejected", "reason", rej.reason, "status", rej.status, "remote", r.RemoteAddr, "err", rej.err)
-	writeJSON(w, rej.status, map[string]string{"error": rej.reason})
 }
 
 // conflict answers a delta on another base than the current cursor: 409

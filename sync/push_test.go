@@ -136,8 +136,9 @@ func newPushEnv(tb testing.TB, mod func(*PushConfig)) *pushEnv {
 		tb.Fatal(err)
 	}
 	cfg := PushConfig{
-		Log:       slog.New(slog.DiscardHandler),
-		DeviceID:  testDevice,
+		Log:              slog.New(slog.DiscardHandler),
+		RejectEventEvery: -1, // one event per rejection; TestPushRejectEventBudget tests the budget
+		DeviceID:         testDevice,
 		PublicKey: e.priv.Public().(ed25519.PublicKey),
 		SpoolDir:  tb.TempDir(),
 		Now:       e.clock.Now,
@@ -1226,5 +1227,87 @@ func TestPushBodyNotHeldInMemory(t *testing.T) {
 	t.Logf("pushing %d bytes allocated %d KiB in the process", len(body), alloc>>10)
 	if alloc > size/4 {
 		t.Errorf("allocated %d bytes for a %d-byte body: it is held in memory", alloc, len(body))
+	}
+}
+
+// A flood of rejected pushes costs the journal one event per reason per
+// RejectEventEvery, and loses no count: the held-back rejections are
+// carried by the next event of their reason, or by a summary event when
+// the burst ends, whose "count" says how many pushes each stands for.
+func TestPushRejectEventBudget(t *testing.T) {
+	const every = 300 * time.Millisecond
+	e := newPushEnv(t, func(c *PushConfig) { c.RejectEventEvery = every })
+	appended, unsub := e.st.Subscribe()
+	defer unsub()
+	_, other, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := func() *http.Response {
+		t.Helper()
+		b := e.doc(PushHint, e.newNonce(), Header{})
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+PushPath, bytes.NewReader(b))
+		req.Header.Set(SignatureHeader, Sign(other, b))
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	const n = 50
+	start := time.Now()
+	for range n {
+		if resp := forged(); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("forged push: %d, want 401", resp.StatusCode)
+		}
+	}
+	// Every rejection is answered 401; the events add up to n.
+	total, count := 0, 0
+	deadline := time.After(10 * time.Second)
+	for total < n {
+		evs, err := e.st.Pending(0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total, count = 0, 0
+		for _, ev := range evs {
+			if ev.Type != kiosk.EvPushRejected {
+				continue
+			}
+			count++
+			if ev.Detail["reason"] != ReasonBadSignature {
+				t.Fatalf("event detail %v", ev.Detail)
+			}
+			switch c := ev.Detail["count"].(type) {
+			case float64:
+				total += int(c)
+			case int:
+				total += c
+			case nil:
+				total++
+			default:
+				t.Fatalf("count %v (%T)", c, c)
+			}
+		}
+		if total >= n {
+			break
+		}
+		select {
+		case <-appended:
+		case <-deadline:
+			t.Fatalf("events account for %d of %d rejected pushes", total, n)
+		}
+	}
+	// At most one event per period while they came, plus the summary.
+	if limit := 2 + int(time.Since(start)/every); count > limit {
+		t.Errorf("%d push.rejected events for %d pushes in %v; want at most %d", count, n, time.Since(start), limit)
+	}
+	if total != n {
+		evs, _ := e.st.Pending(0, 1000)
+		for _, ev := range evs {
+			t.Logf("%d %s %v", ev.Seq, ev.Type, ev.Detail)
+		}
+		t.Fatalf("events account for %d rejected pushes, want %d", total, n)
 	}
 }

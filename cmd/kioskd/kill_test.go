@@ -65,10 +65,12 @@ type process struct {
 	err   error         // its exit, once done is closed
 }
 
-func startProcess(t *testing.T, bin, cfg string) *process {
+// startProcess starts kioskd on the config file cfg, logging at info;
+// args are added to its command line (a later -log-level wins).
+func startProcess(t *testing.T, bin, cfg string, args ...string) *process {
 	t.Helper()
 	p := &process{t: t, log: &syncBuffer{}, lines: make(chan struct{}, 1), done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-config", cfg, "-log-level", "info")
+	p.cmd = exec.Command(bin, append([]string{"-config", cfg, "-log-level", "info"}, args...)...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

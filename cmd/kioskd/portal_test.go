@@ -106,7 +106,10 @@ func keygen(t testing.TB, dir string) {
 // newTestPortal makes a portal directory, opens the portal, registers the
 // kiosk testDevice with the keygen token (and pushURL, if not empty),
 // and serves it on a fresh loopback port with its pusher running.
-func newTestPortal(t *testing.T, pushURL string) *testPortal {
+//
+// opts, if any, adjust the portal's options (page size, ...) before it
+// opens.
+func newTestPortal(t *testing.T, pushURL string, opts ...func(*portal.Options)) *testPortal {
 	t.Helper()
 	tp := &testPortal{t: t, dir: t.TempDir(), logs: &syncBuffer{},
 		uploads: make(chan struct{}, 1), heartbeats: make(chan struct{}, 1)}
@@ -126,7 +129,11 @@ func newTestPortal(t *testing.T, pushURL string) *testPortal {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(tp.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	tp.p, err = portal.Open(portal.Options{Dir: tp.dir, Logger: log})
+	po := portal.Options{Dir: tp.dir, Logger: log}
+	for _, o := range opts {
+		o(&po)
+	}
+	tp.p, err = portal.Open(po)
 	if err != nil {
 		t.Fatal(err)
 	}

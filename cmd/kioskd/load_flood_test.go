@@ -1,0 +1,249 @@
+package main
+
+// A push flood from a client without the portal's key (issue 6): every
+// push is rejected (401) and counted in push.rejected events (SPEC §6.2),
+// at most one per reason a second (sync.DefaultRejectEventEvery), so the
+// flood costs the journal the grants write to a few writes, not one per
+// request. The flood must not slow grants down.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gosync "sync"
+
+	"kioskd/kiosk"
+	portalsync "kioskd/sync"
+)
+
+// floodClients is the number of goroutines that push at once: more than
+// the push server serves at once (portalsync.DefaultMaxConcurrentPushes),
+// so that some pushes are turned away busy (503) as well.
+const floodClients = 8
+
+// pushFlood posts well-formed pushes with a signature that is not the
+// portal's, back to back from floodClients goroutines, and counts the
+// answers.
+type pushFlood struct {
+	url    string
+	client *http.Client
+
+	rejected atomic.Int64 // 401: judged, a push.rejected event each
+	busy     atomic.Int64 // 503: turned away before being read
+	other    atomic.Int64 // anything else: a failure of the flood
+	lastErr  atomic.Value // string: the last unexpected answer
+
+	stopping atomic.Bool
+	wg       gosync.WaitGroup
+}
+
+func newPushFlood(url string) *pushFlood {
+	return &pushFlood{url: url + portalsync.PushPath, client: &http.Client{
+		Transport: &http.Transport{MaxIdleConnsPerHost: floodClients, MaxConnsPerHost: floodClients},
+		Timeout:   time.Minute,
+	}}
+}
+
+// body is a hint push as the portal would send it, bar the signature.
+func floodBody() []byte {
+	n := make([]byte, 16)
+	rand.Read(n)
+	return fmt.Appendf(nil, `{"device_id":%q,"issued_at":%q,"full":false,"base":"","cursor":"c-1","nonce":%q,"kind":"hint"}`,
+		sbDevice, time.Now().UTC().Format(time.RFC3339Nano), base64.RawURLEncoding.EncodeToString(n))
+}
+
+// start starts the flood.
+func (f *pushFlood) start() {
+	for range floodClients {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			sig := make([]byte, 64)
+			for !f.stopping.Load() {
+				rand.Read(sig)
+				req, _ := http.NewRequest(http.MethodPost, f.url, bytes.NewReader(floodBody()))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set(portalsync.SignatureHeader, base64.RawURLEncoding.EncodeToString(sig))
+				resp, err := f.client.Do(req)
+				if err != nil {
+					f.other.Add(1)
+					f.lastErr.Store(err.Error())
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusUnauthorized:
+					f.rejected.Add(1)
+				case http.StatusServiceUnavailable:
+					f.busy.Add(1)
+				default:
+					f.other.Add(1)
+					f.lastErr.Store(resp.Status)
+				}
+			}
+		}()
+	}
+}
+
+// stop stops the flood: each client finishes the push it is sending, so
+// that every push the server judged is counted.
+func (f *pushFlood) stop() {
+	f.stopping.Store(true)
+	f.wg.Wait()
+	f.client.CloseIdleConnections()
+}
+
+// floodResult is what runPushFlood measured.
+type floodResult struct {
+	quiet, flood   latencies
+	floodTime      time.Duration // time the flood ran
+	rejected, busy int64
+	journalGrowth  uint64 // events recorded during the flood phases
+	backlog        int    // events pending upload at the end
+}
+
+// runPushFlood starts a push server for the kiosk (the real handler of
+// SPEC §6.2 on loopback HTTP, as kioskd serves it) and decides grants
+// blocks of block decisions at a time, alternately without and with a
+// flood of rejected pushes, rounds times each.
+func (lk *loadKiosk) runPushFlood(tb testing.TB, rounds, block int) floodResult {
+	tb.Helper()
+	srv := httptest.NewServer(portalsync.NewPushHandler(portalsync.PushConfig{
+		DeviceID: sbDevice, PublicKey: lk.sp.pub, SpoolDir: tb.TempDir(),
+		Log: slog.New(slog.DiscardHandler),
+	}, lk.st, lk.syncer))
+	defer srv.Close()
+	var res floodResult
+	decide := func(into *latencies) {
+		tb.Helper()
+		for range block {
+			d, err := lk.grant()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			*into = append(*into, d)
+		}
+	}
+	for range rounds {
+		decide(&res.quiet)
+		seq0, err := lk.st.LastSeq()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		fl := newPushFlood(srv.URL)
+		t0 := time.Now()
+		fl.start()
+		decide(&res.flood)
+		fl.stop()
+		res.floodTime += time.Since(t0)
+		seq1, err := lk.st.LastSeq()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if n := fl.other.Load(); n > 0 {
+			tb.Fatalf("%d flood pushes answered neither 401 nor 503; the last: %v", n, fl.lastErr.Load())
+		}
+		res.rejected += fl.rejected.Load()
+		res.busy += fl.busy.Load()
+		res.journalGrowth += seq1 - seq0
+	}
+	var err error
+	if res.backlog, err = lk.st.Backlog(); err != nil {
+		tb.Fatal(err)
+	}
+	return res
+}
+
+// BenchmarkPushFlood measures grants (last key → relay on, durably
+// committed; 100 000 credentials, 1 000 000 with KIOSKD_BENCH_LARGE=1)
+// while floodClients clients post pushes without the portal's signature
+// as fast as the kiosk answers, against the same grants without the
+// flood: four alternating blocks of 250 decisions each way.
+//
+// Metrics: quiet-p50/p99/max-ms and flood-p50/p99/max-ms; rejected/s
+// (pushes answered 401, each a push.rejected event) and busy/s (answered
+// 503 before being read); journal-events/s (events recorded during the
+// flood, grants included: how fast the journal grows while the portal
+// takes no uploads); backlog (events pending upload at the end, with the
+// portal up).
+func BenchmarkPushFlood(b *testing.B) {
+	lk := newLoadKiosk(b, loadBenchSize())
+	var res floodResult
+	b.ResetTimer()
+	for range b.N {
+		r := lk.runPushFlood(b, 4, 250)
+		res.quiet = append(res.quiet, r.quiet...)
+		res.flood = append(res.flood, r.flood...)
+		res.floodTime += r.floodTime
+		res.rejected += r.rejected
+		res.busy += r.busy
+		res.journalGrowth += r.journalGrowth
+		res.backlog = r.backlog
+	}
+	b.StopTimer()
+	res.quiet.report(b, "quiet-")
+	res.flood.report(b, "flood-")
+	secs := res.floodTime.Seconds()
+	b.ReportMetric(float64(res.rejected)/secs, "rejected/s")
+	b.ReportMetric(float64(res.busy)/secs, "busy/s")
+	b.ReportMetric(float64(res.journalGrowth)/secs, "journal-events/s")
+	b.ReportMetric(float64(res.backlog), "backlog")
+}
+
+// TestPushFlood is the bounded version run by make test: grants decided
+// during a flood of badly signed pushes are all granted and open the
+// door; every flood push is answered 401 (or 503 when the server is
+// busy); the 401s are counted, not journalled one by one: the journal
+// grows by the grants' events plus at most one push.rejected per second
+// of flood (and a summary), and the counts the push.rejected events
+// carry to the portal add up to the pushes rejected.
+func TestPushFlood(t *testing.T) {
+	lk := newLoadKiosk(t, 2_000)
+	res := lk.runPushFlood(t, 2, 15)
+	if res.rejected == 0 {
+		t.Fatal("no push was rejected during the flood")
+	}
+	// access.granted and door.unlocked per grant, credential.used_up
+	// after a one-time PIN's grant; push.rejected once per second per
+	// flood phase and a summary (2 phases).
+	budget := 2*(2+uint64(res.floodTime/portalsync.DefaultRejectEventEvery)) + 2
+	if lo, hi := 2*uint64(len(res.flood)), 3*uint64(len(res.flood))+budget; res.journalGrowth < lo || res.journalGrowth > hi {
+		t.Errorf("journal grew by %d events during a flood of %d rejected pushes in %v, want %d to %d",
+			res.journalGrowth, res.rejected, res.floodTime, lo, hi)
+	}
+	t.Logf("%d grants during the flood, %d pushes rejected, %d busy, journal +%d", len(res.flood), res.rejected, res.busy, res.journalGrowth)
+	waitFor(t, fmt.Sprintf("push.rejected events at the portal counting %d pushes", res.rejected), nil, func() bool {
+		evs, err := lk.sp.p.Events(context.Background(), sbDevice, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int64
+		for _, raw := range evs {
+			var e kiosk.Event
+			if err := json.Unmarshal(raw, &e); err != nil {
+				t.Fatalf("event at the portal: %v", err)
+			}
+			if e.Type != kiosk.EvPushRejected {
+				continue
+			}
+			if c, ok := e.Detail["count"].(float64); ok {
+				got += int64(c)
+			} else {
+				got++
+			}
+		}
+		return got == res.rejected
+	})
+}
