@@ -342,6 +342,9 @@ func (s *Store) createCreds(gen uint64, noSync bool) (*credsFile, error) {
 	}
 	db, err := bolt.Open(path, 0o600, boltOptions(s.timeout, noSync))
 	if err != nil {
+		// bolt.Open creates the file before it writes the first pages;
+		// on a full disk it fails after the create. Leave no stray file.
+		os.Remove(path)
 		return nil, fmt.Errorf("credential file %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {

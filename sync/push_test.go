@@ -139,9 +139,9 @@ func newPushEnv(tb testing.TB, mod func(*PushConfig)) *pushEnv {
 		Log:              slog.New(slog.DiscardHandler),
 		RejectEventEvery: -1, // one event per rejection; TestPushRejectEventBudget tests the budget
 		DeviceID:         testDevice,
-		PublicKey: e.priv.Public().(ed25519.PublicKey),
-		SpoolDir:  tb.TempDir(),
-		Now:       e.clock.Now,
+		PublicKey:        e.priv.Public().(ed25519.PublicKey),
+		SpoolDir:         tb.TempDir(),
+		Now:              e.clock.Now,
 		Observe: func(t time.Time) {
 			e.mu.Lock()
 			defer e.mu.Unlock()

@@ -512,13 +512,15 @@ func (s *Syncer) jitter(d time.Duration) time.Duration {
 }
 
 // backoff returns the wait after the n-th consecutive failure (n >= 1):
-// 1 s doubling, jittered ±10 %, at most max.
+// 1 s doubling up to max, jittered ±10 %, at most max. The jitter applies
+// at the cap too (there it takes up to 10 % off), so that kiosks that
+// failed together do not retry together for as long as the portal is down.
 func (s *Syncer) backoff(n int, max time.Duration) time.Duration {
 	d := time.Second
 	for i := 1; i < n && d < max; i++ {
 		d *= 2
 	}
-	return min(s.jitter(d), max)
+	return min(s.jitter(min(d, max)), max)
 }
 
 // wait waits d (through the after hook) or until ctx is done or wake
