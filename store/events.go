@@ -44,8 +44,8 @@ func parseEventID(id string) (storeID string, seq uint64, ok bool) {
 		return "", 0, false
 	}
 	seq, err := strconv.ParseUint(id[i+1:], 10, 64)
-	if err != nil || seq == 0 {
-		return "", 0, false
+	if err != nil || seq == 0 || strconv.FormatUint(seq, 10) != id[i+1:] {
+		return "", 0, false // "x-02" and "x-+2" name no event: ids are canonical
 	}
 	return id[:i], seq, true
 }
