@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.buildTime=$(BUILDTIME)
 CMDS     := kioskd kioskctl devportal
 PLATFORMS := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6
 
-.PHONY: all run test bench bench-large bench-quick build bin fuzz deb test-deb install clean
+.PHONY: all run test test-hw fuzz-ci bench bench-large bench-quick build bin fuzz deb test-deb install clean
 
 all: bin
 
@@ -23,6 +23,14 @@ run: bin
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+## test-hw: the GPIO, matrix keypad and evdev tests against a real kernel (gpio-sim, uinput) in a qemu VM
+test-hw:
+	./scripts/test-hw.sh
+
+## fuzz-ci: every fuzz target for a bounded time (FUZZ_CI_BUDGET seconds in all, default 100)
+fuzz-ci:
+	./scripts/fuzz-ci.sh
 
 ## bench: kioskbench's table: Go benchmarks at 100 000, start-to-ready at 1 000 000, idle at 100 000 (figures go to docs/benchmarks.md)
 bench: bin
