@@ -8,15 +8,29 @@ import (
 // each key is one ASCII byte '0'-'9', '*', '#', 'A'-'D'; CR or LF acts as
 // '#', and a CR LF or LF CR pair is one submit (two CRs are two); any other
 // byte is ignored and counted as garbage, and also breaks a CR/LF pair.
-// The zero value is ready to use; a pair may straddle two Feed calls.
+//
+// Garbage discards the entry in progress: a garbage byte that follows a
+// key other than '*' and '#' (a digit, or A-D, which an input may map)
+// yields one '*' (SPEC §3 "* clears"), so a key sequence broken by line
+// noise is never submitted; the rest of a run of garbage yields nothing.
+// A CR or LF after the garbage then submits an empty entry, which does
+// nothing. Without this, the key bytes in random noise (about one byte in
+// fourteen) would add up to PINs and lock the keypad out.
+//
+// The decoder is a pure state machine with no clock. The zero value is
+// ready to use; a pair, and a key followed by garbage, may straddle two
+// Feed calls.
 type KeypadDecoder struct {
 	prevEOL byte   // the CR or LF just seen, 0 otherwise
+	keyed   bool   // the last byte was a key that an entry may hold
 	garbage uint64 // bytes ignored so far
 }
 
 // Feed decodes b, calling emit for each key in order.
 func (d *KeypadDecoder) Feed(b []byte, emit func(rune)) {
 	for _, c := range b {
+		keyed := d.keyed
+		d.keyed = false
 		switch {
 		case c == '\r' || c == '\n':
 			if d.prevEOL != 0 && d.prevEOL != c {
@@ -26,10 +40,16 @@ func (d *KeypadDecoder) Feed(b []byte, emit func(rune)) {
 			d.prevEOL = c
 			emit('#')
 			continue
-		case c >= '0' && c <= '9', c == '*', c == '#', c >= 'A' && c <= 'D':
+		case c == '*' || c == '#':
+			emit(rune(c))
+		case c >= '0' && c <= '9', c >= 'A' && c <= 'D':
+			d.keyed = true
 			emit(rune(c))
 		default:
 			d.garbage++
+			if keyed {
+				emit('*') // noise broke the entry: discard it
+			}
 		}
 		d.prevEOL = 0
 	}
@@ -40,8 +60,10 @@ func (d *KeypadDecoder) Feed(b []byte, emit func(rune)) {
 func (d *KeypadDecoder) Garbage() uint64 { return d.garbage }
 
 // Reset forgets a pending CR or LF, so that the first byte after a
-// reconnect is not taken as the second half of a pair.
-func (d *KeypadDecoder) Reset() { d.prevEOL = 0 }
+// reconnect is not taken as the second half of a pair, and the key before
+// the outage (the engine drops a half-typed entry on disconnect, so
+// garbage after a reconnect has nothing to clear).
+func (d *KeypadDecoder) Reset() { d.prevEOL, d.keyed = 0, false }
 
 // MaxCodeLen is the longest code a scanner may send (SPEC §3); longer
 // codes are discarded.

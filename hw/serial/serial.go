@@ -7,8 +7,10 @@
 // goes away (unplugged, or it cannot be opened) report
 // kiosk.InputDisconnected once per outage and reopen it with exponential
 // back-off until it is back. Garbage on the line is summarised at most
-// once per interval so that noise cannot flood the journal. A code is
-// never logged and never put into an event other than InputCode.
+// once per interval so that noise cannot flood the journal, and on a
+// keypad it clears the entry it breaks, so that noise is not submitted
+// as PINs. A code is never logged and never put into an event other than
+// InputCode.
 package serial
 
 import (
@@ -269,7 +271,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // Keypad is a serial keypad (SPEC §3): one ASCII byte per key. It
-// implements kiosk.Input, emitting InputKey events, and InputRejected
+// implements kiosk.Input, emitting InputKey events (and a '*' when
+// garbage breaks an entry, see KeypadDecoder), and InputRejected
 // summaries ("N garbage bytes") for ignored bytes.
 type Keypad struct {
 	opts Options
