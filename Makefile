@@ -24,9 +24,9 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
-## test-hw: the GPIO, matrix keypad and evdev tests against a real kernel (gpio-sim, uinput) in a qemu VM
+## test-hw: the GPIO, matrix keypad and evdev tests against a real kernel (gpio-sim, uinput) in a qemu VM; PKGS="./hw/gpio:^TestX" to choose
 test-hw:
-	./scripts/test-hw.sh
+	./scripts/test-hw.sh $(PKGS)
 
 ## fuzz-ci: every fuzz target for a bounded time (FUZZ_CI_BUDGET seconds in all, default 100)
 fuzz-ci:
