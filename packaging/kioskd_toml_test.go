@@ -2,6 +2,7 @@ package packaging
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"regexp"
@@ -20,10 +21,10 @@ const testKey = "JZbi/aKsCA/WNdPi5BP6/ATiOBgTeoXL9BJEYyHZ5XU="
 
 // setting matches a commented-out setting ("#key = value" or a table
 // header "#[[door]]"); prose comments start with "# ".
-var setting = regexp.MustCompile(`^#(\[\[?[a-z]+\]\]?|([a-z_]+)\s*=)`)
+var setting = regexp.MustCompile(`^#(\[\[?[a-z_]+\]\]?|([a-z_]+)\s*=)`)
 
 // header matches an active or commented-out table header.
-var header = regexp.MustCompile(`^#?\[\[?([a-z]+)\]\]?\s*$`)
+var header = regexp.MustCompile(`^#?\[\[?([a-z_]+)\]\]?\s*$`)
 
 func readShipped(t *testing.T) string {
 	t.Helper()
@@ -35,14 +36,19 @@ func readShipped(t *testing.T) string {
 }
 
 // uncomment removes the "#" of every commented-out setting for which keep
-// returns true; keep gets the table the line is in ("" for the top level)
-// and the key ("" for a table header).
+// returns true; keep gets the table the line is in ("" for the top level;
+// a second table of one name is "door2", a third "door3") and the key (""
+// for a table header).
 func uncomment(text string, keep func(table, key string) bool) string {
 	lines := strings.Split(text, "\n")
 	table := ""
+	seen := map[string]int{}
 	for i, l := range lines {
 		if m := header.FindStringSubmatch(l); m != nil {
 			table = m[1]
+			if seen[m[1]]++; seen[m[1]] > 1 {
+				table = fmt.Sprintf("%s%d", m[1], seen[m[1]])
+			}
 		}
 		m := setting.FindStringSubmatch(l)
 		if m == nil {
@@ -119,8 +125,9 @@ func TestCommentedDefaultsAreDefaults(t *testing.T) {
 	}
 	shipped := readShipped(t)
 	base := uncomment(shipped, required)
+	// The lock board and its locker door are an example of their own.
 	all := uncomment(shipped, func(table, key string) bool {
-		return required(table, key) || table != "input" && !examples[key]
+		return required(table, key) || strings.TrimRight(table, "0123456789") != "input" && table != "lock_board" && table != "door2" && !examples[key]
 	})
 	if all == base {
 		t.Fatal("no commented-out default found")
@@ -148,8 +155,9 @@ func TestEverySettingDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse with every setting uncommented: %v", err)
 	}
-	if len(c.Inputs) != 4 || len(c.Doors) != 1 {
-		t.Errorf("%d inputs and %d doors, want the 4 input examples and 1 door", len(c.Inputs), len(c.Doors))
+	if len(c.Inputs) != 4 || len(c.Doors) != 2 || len(c.LockBoards) != 1 {
+		t.Errorf("%d inputs, %d doors and %d lock boards, want the 4 input examples, a door and a locker, and a lock board",
+			len(c.Inputs), len(c.Doors), len(c.LockBoards))
 	}
 	var raw map[string]any
 	if _, err := toml.Decode(all, &raw); err != nil {
@@ -159,13 +167,14 @@ func TestEverySettingDocumented(t *testing.T) {
 	sub := func(key string) map[string]any { m, _ := raw[key].(map[string]any); return m }
 	tables := func(key string) []map[string]any { m, _ := raw[key].([]map[string]any); return m }
 	want := map[string][]string{
-		"":        {"device_id", "state_dir", "timezone", "hardware"},
-		"portal":  {"url", "token_file", "site_key_file", "public_key", "sync_interval", "heartbeat_interval", "push_listen", "tls_cert_file", "tls_key_file", "max_document_bytes"},
-		"keypad":  {"pin_length", "entry_timeout"},
-		"lockout": {"max_failures", "window", "duration"},
-		"input":   {"name", "type", "device", "baud", "doors", "kind", "chip", "rows", "cols", "keys"},
-		"door":    {"id", "kind", "relay", "pulse", "contact", "exit_button", "held_open_after", "buzzer", "led_green", "led_red"},
-		"api":     {"socket"},
+		"":           {"device_id", "state_dir", "timezone", "hardware"},
+		"portal":     {"url", "token_file", "site_key_file", "public_key", "sync_interval", "heartbeat_interval", "push_listen", "tls_cert_file", "tls_key_file", "max_document_bytes"},
+		"keypad":     {"pin_length", "entry_timeout"},
+		"lockout":    {"max_failures", "window", "duration"},
+		"input":      {"name", "type", "device", "baud", "doors", "kind", "chip", "rows", "cols", "keys"},
+		"door":       {"id", "kind", "relay", "lock", "pulse", "contact", "exit_button", "held_open_after", "buzzer", "led_green", "led_red"},
+		"lock_board": {"name", "device", "baud", "address", "channels", "feedback"},
+		"api":        {"socket"},
 	}
 	for table, keys := range want {
 		for _, key := range keys {
@@ -173,7 +182,7 @@ func TestEverySettingDocumented(t *testing.T) {
 			switch table {
 			case "":
 				ok = has(raw, key)
-			case "input", "door":
+			case "input", "door", "lock_board":
 				for _, m := range tables(table) {
 					ok = ok || has(m, key)
 				}
