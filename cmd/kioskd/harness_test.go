@@ -145,12 +145,28 @@ func (t tapHandler) WithGroup(name string) slog.Handler {
 type syncBuffer struct {
 	mu gosync.Mutex
 	b  bytes.Buffer
+	// limit, when > 0, bounds the buffer: beyond it the older half is
+	// dropped, so a long run (the soak) keeps only its recent log.
+	limit int
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.limit > 0 && s.b.Len()+len(p) > s.limit {
+		tail := append([]byte(nil), s.b.Bytes()[s.b.Len()/2:]...)
+		s.b.Reset()
+		s.b.WriteString("… (older log dropped)\n")
+		s.b.Write(tail)
+	}
 	return s.b.Write(p)
+}
+
+// setLimit bounds the buffer to about n bytes (see limit).
+func (s *syncBuffer) setLimit(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limit = n
 }
 
 func (s *syncBuffer) String() string {
