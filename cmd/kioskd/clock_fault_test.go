@@ -5,14 +5,10 @@ package main
 // and without synchronisation.
 
 import (
-	"context"
-	"log/slog"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"kioskd/hw/sim"
 	"kioskd/kiosk"
 )
 
@@ -29,35 +25,11 @@ func (c *wallClock) set(t time.Time, synced bool) {
 	c.synced.Store(synced)
 }
 
-// startClock is start with the system clock c (the harness's own start
-// fixes it at testNow).
+// startClock is start with the system clock c.
 func (h *harness) startClock(c *wallClock) {
 	h.t.Helper()
-	ready := make(chan *Daemon, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done = cancel, make(chan error, 1)
-	log := slog.New(tapHandler{slog.NewTextHandler(h.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}), h.decisions})
-	h.bank = sim.NewBank(log)
-	go func() {
-		h.done <- run(ctx, Options{
-			ConfigPath: h.cfgPath, Log: log, Bank: h.bank, Terminal: strings.NewReader(""),
-			SysClock: c.now, Synced: c.synced.Load,
-			Ready: func(d *Daemon) { ready <- d },
-		})
-	}()
-	select {
-	case h.d = <-ready:
-		var unsub func()
-		h.appended, unsub = h.d.Store.Subscribe()
-		h.t.Cleanup(unsub)
-	case err := <-h.done:
-		h.t.Fatalf("kioskd did not start: %v\n%s", err, h.logBuf)
-	case <-time.After(wait):
-		h.t.Fatalf("kioskd not ready within %v", wait)
-	}
-	for connected := map[string]bool{}; len(connected) < 3; {
-		connected[h.waitEvent(func(e kiosk.Event) bool { return e.Type == kiosk.EvInputConnected }).Input] = true
-	}
+	h.sysClock, h.synced = c.now, c.synced.Load
+	h.start()
 }
 
 // TestClockJumpsThroughDaemon: kioskd restarted on a board that lost its

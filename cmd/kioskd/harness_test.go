@@ -61,6 +61,11 @@ type harness struct {
 	// decisions receives every decision the engine logs, for tests that
 	// cannot read the journal (see waitEvent).
 	decisions chan decision
+	// sysClock and synced, when set, are the daemon's system clock and
+	// its synchronised state from the next start on (default: testNow,
+	// or the real time with a portal; synchronised).
+	sysClock func() time.Time
+	synced   func() bool
 }
 
 type harnessOpts struct {
@@ -297,16 +302,23 @@ func (h *harness) start() {
 	h.done = make(chan error, 1)
 	log := slog.New(tapHandler{slog.NewTextHandler(h.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}), h.decisions})
 	h.bank = sim.NewBank(log)
-	sysClock := func() time.Time { return testNow }
-	if h.portal != nil {
+	sysClock, synced := h.sysClock, h.synced
+	switch {
+	case sysClock != nil:
+	case h.portal != nil:
 		sysClock = time.Now // the portal's documents carry the real time
+	default:
+		sysClock = func() time.Time { return testNow }
+	}
+	if synced == nil {
+		synced = func() bool { return true }
 	}
 	go func() {
 		h.done <- run(ctx, Options{
 			ConfigPath: h.cfgPath, Log: log, Bank: h.bank,
 			Terminal: strings.NewReader(""),
 			SysClock: sysClock,
-			Synced:   func() bool { return true },
+			Synced:   synced,
 			Ready:    func(d *Daemon) { ready <- d },
 		})
 	}()

@@ -43,15 +43,7 @@ const hwPulse = 400 * time.Millisecond
 
 func newGPIOSim(t *testing.T, lines int) *gpiosim.Simpleton {
 	t.Helper()
-	s, err := gpiosim.NewSimpleton(lines)
-	if err != nil {
-		if s != nil {
-			s.Close()
-		}
-		hwtest.Unavailable(t, "gpio-sim (configfs and the gpio-sim module)", err)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return hwtest.GPIOSim(t, lines)
 }
 
 func simLevelOf(t *testing.T, s *gpiosim.Simpleton, line int) int {

@@ -18,15 +18,7 @@ import (
 // `make test-hw` runs these tests inside a VM that has them.
 func newSim(t *testing.T) *gpiosim.Simpleton {
 	t.Helper()
-	s, err := gpiosim.NewSimpleton(8)
-	if err != nil {
-		if s != nil {
-			s.Close()
-		}
-		hwtest.Unavailable(t, "gpio-sim (configfs and the gpio-sim module)", err)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return hwtest.GPIOSim(t, 8)
 }
 
 func openSim(t *testing.T, s *gpiosim.Simpleton) *Chip {

@@ -12,6 +12,8 @@ package hwtest
 import (
 	"os"
 	"testing"
+
+	"github.com/warthog618/go-gpiosim"
 )
 
 // EnvVar is the variable that, set to "require", turns Unavailable's skip
@@ -30,4 +32,20 @@ func Unavailable(t testing.TB, what string, err error) {
 		t.Fatalf("%s unavailable, but %s=require: %v", what, EnvVar, err)
 	}
 	t.Skipf("%s unavailable here (run `make test-hw` to test against the kernel in a VM): %v", what, err)
+}
+
+// GPIOSim creates a gpio-sim chip of the given number of lines through
+// configfs, closed when the test ends; without gpio-sim it calls
+// Unavailable.
+func GPIOSim(t testing.TB, lines int) *gpiosim.Simpleton {
+	t.Helper()
+	s, err := gpiosim.NewSimpleton(lines)
+	if err != nil {
+		if s != nil {
+			s.Close()
+		}
+		Unavailable(t, "gpio-sim (configfs and the gpio-sim module)", err)
+	}
+	t.Cleanup(s.Close)
+	return s
 }
