@@ -121,3 +121,15 @@ type Input interface {
 	// Run reads until ctx is done.
 	Run(ctx context.Context, out chan<- InputEvent) error
 }
+
+// SendInput delivers ev on out unless ctx ends first; it reports whether
+// ev was delivered. Inputs use it so that a stopped decision loop never
+// blocks a device reader past its context.
+func SendInput(ctx context.Context, out chan<- InputEvent, ev InputEvent) bool {
+	select {
+	case out <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

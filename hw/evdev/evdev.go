@@ -130,12 +130,7 @@ func (in *Input) newDecoder() decoder {
 func (in *Input) send(ctx context.Context, out chan<- kiosk.InputEvent, ev kiosk.InputEvent) bool {
 	ev.Input = in.o.Name
 	ev.Time = time.Now()
-	select {
-	case out <- ev:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return kiosk.SendInput(ctx, out, ev)
 }
 
 // backoff is the reopen delay: exponential from backoffMin to backoffMax,

@@ -627,10 +627,5 @@ func (m *Matrix) scan(p matrixPort, lows []uint32) (r reading, pre, post uint32,
 func (m *Matrix) send(ctx context.Context, out chan<- kiosk.InputEvent, ev kiosk.InputEvent) bool {
 	ev.Input = m.name
 	ev.Time = m.now()
-	select {
-	case out <- ev:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return kiosk.SendInput(ctx, out, ev)
 }

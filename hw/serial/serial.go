@@ -250,12 +250,7 @@ func (l *loop) flushGarbage(ctx context.Context) bool {
 func (l *loop) send(ctx context.Context, ev kiosk.InputEvent) bool {
 	ev.Input = l.o.Name
 	ev.Time = l.o.Now()
-	select {
-	case l.out <- ev:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return kiosk.SendInput(ctx, l.out, ev)
 }
 
 // sleep waits d or until ctx is done; false when ctx ended first.

@@ -150,12 +150,7 @@ func (t *Terminal) Run(ctx context.Context, out chan<- kiosk.InputEvent) error {
 func (t *Terminal) send(ctx context.Context, out chan<- kiosk.InputEvent, ev kiosk.InputEvent) bool {
 	ev.Input = t.name
 	ev.Time = t.Now()
-	select {
-	case out <- ev:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return kiosk.SendInput(ctx, out, ev)
 }
 
 // open returns the reader to use and, when Run opened it, how to close it.
