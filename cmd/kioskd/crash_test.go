@@ -358,40 +358,8 @@ func newCrashRig(t *testing.T, bin string, seed uint64) *crashRig {
 	r.state = filepath.Join(dir, "state")
 	r.cfg = filepath.Join(dir, "kioskd.toml")
 	r.socket = filepath.Join(apiSocketDir(t), "kioskd.sock")
-	if err := os.WriteFile(r.cfg, fmt.Appendf(nil, `
-device_id = %q
-state_dir = %q
-timezone  = "America/New_York"
-hardware  = "sim"
-
-[portal]
-url                = %q
-token_file         = %q
-site_key_file      = %q
-public_key         = %q
-sync_interval      = "1s"
-heartbeat_interval = "1h"
-push_listen        = %q
-
-[lockout]
-max_failures = 1000
-
-[[input]]
-name   = "keypad"
-type   = "serial-keypad"
-device = %q
-
-[[door]]
-id    = "main"
-relay = { chip = "gpiochip0", line = 17 }
-pulse = "100ms"
-
-[api]
-socket = %q
-`, testDevice, r.state, r.tp.URL(), r.tp.tokenFile, r.tp.siteKeyFile, r.tp.pubBase64(), pushAddr,
-		r.slave.Name(), r.socket), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeProcessConfig(t, r.cfg, r.state, r.slave.Name(), r.socket, r.tp,
+		fmt.Sprintf("push_listen        = %q\n", pushAddr), "\n[lockout]\nmax_failures = 1000\n")
 
 	// The starting set: many cards (pages), PINs of one use, of a few
 	// uses and unlimited; and PINs never issued.

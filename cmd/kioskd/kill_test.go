@@ -35,6 +35,43 @@ import (
 	portalsync "kioskd/sync"
 )
 
+// writeProcessConfig writes the config of a kioskd that the kill and crash
+// tests run as a process: simulated hardware, the test portal tp (1 s
+// pulls), a serial keypad on keypad, door main, the API on socket.
+// portalExtra is added to [portal], extra to the end of the file.
+func writeProcessConfig(t *testing.T, path, state, keypad, socket string, tp *testPortal, portalExtra, extra string) {
+	t.Helper()
+	if err := os.WriteFile(path, fmt.Appendf(nil, `
+device_id = %q
+state_dir = %q
+timezone  = "America/New_York"
+hardware  = "sim"
+
+[portal]
+url                = %q
+token_file         = %q
+site_key_file      = %q
+public_key         = %q
+sync_interval      = "1s"
+heartbeat_interval = "1h"
+%s
+[[input]]
+name   = "keypad"
+type   = "serial-keypad"
+device = %q
+
+[[door]]
+id    = "main"
+relay = { chip = "gpiochip0", line = 17 }
+pulse = "100ms"
+
+[api]
+socket = %q
+%s`, testDevice, state, tp.URL(), tp.tokenFile, tp.siteKeyFile, tp.pubBase64(), portalExtra, keypad, socket, extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // buildKioskd builds this command into a temp dir and returns the binary.
 func buildKioskd(t *testing.T) string {
 	t.Helper()
@@ -312,36 +349,7 @@ func TestKillDuringFullSnapshot(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	cfg := filepath.Join(dir, "kioskd.toml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `
-device_id = %q
-state_dir = %q
-timezone  = "America/New_York"
-hardware  = "sim"
-
-[portal]
-url                = %q
-token_file         = %q
-site_key_file      = %q
-public_key         = %q
-sync_interval      = "1s"
-heartbeat_interval = "1h"
-
-[[input]]
-name   = "keypad"
-type   = "serial-keypad"
-device = %q
-
-[[door]]
-id    = "main"
-relay = { chip = "gpiochip0", line = 17 }
-pulse = "100ms"
-
-[api]
-socket = %q
-`, testDevice, state, tp.URL(), tp.tokenFile, tp.siteKeyFile, tp.pubBase64(), slave.Name(),
-		filepath.Join(apiSocketDir(t), "kioskd.sock")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeProcessConfig(t, cfg, state, slave.Name(), filepath.Join(apiSocketDir(t), "kioskd.sock"), tp, "", "")
 
 	// n counts the uploaded events that pred accepts.
 	n := func(pred func(kiosk.Event) bool) int {
