@@ -21,6 +21,8 @@ import (
 // methods of the Store.
 func (s *Store) Access(fn func(kiosk.AccessTx) error) error {
 	a := accessTx{s: s}
+	s.prio.enter()
+	defer s.prio.leave()
 	err := s.main.Update(func(tx *bolt.Tx) error {
 		a.tx = tx
 		return fn(&a)

@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -19,13 +21,19 @@ func (s *Store) Pending(afterSeq uint64, max int) ([]kiosk.Event, error) {
 	if max <= 0 {
 		return nil, nil
 	}
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
 	var out []kiosk.Event
 	err := s.main.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bEvents).Cursor()
 		for k, v := c.Seek(u64(afterSeq + 1)); k != nil && len(out) < max; k, v = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			if _, gone := s.acked[seq]; gone {
+				continue
+			}
 			var ev kiosk.Event
 			if err := json.Unmarshal(v, &ev); err != nil {
-				return fmt.Errorf("event seq %d: %w", binary.BigEndian.Uint64(k), err)
+				return fmt.Errorf("event seq %d: %w", seq, err)
 			}
 			out = append(out, ev)
 		}
@@ -50,22 +58,93 @@ func parseEventID(id string) (storeID string, seq uint64, ok bool) {
 	return id[:i], seq, true
 }
 
-// Ack deletes the events the portal accepted. Ids of another store (an
-// older, wiped one) and malformed ids are ignored: they name nothing
-// here. Seqs are never reused after deletion.
+// When accepted events are deleted from the journal: at once when
+// ackFlushEvents of them wait (an upload batch, as when a backlog
+// drains), else with the first Ack at least ackFlushAge after the oldest
+// waiting one, and at Close.
+const (
+	ackFlushEvents = 500
+	ackFlushAge    = time.Second
+)
+
+// Ack takes the events the portal accepted out of the journal. Ids of
+// another store (an older, wiped one), malformed ids and ids of no
+// pending event are ignored: they name nothing here. Seqs are never
+// reused after deletion.
+//
+// The events leave Pending and Backlog at once; their deletion from the
+// file is batched (see ackFlushEvents) and waits for decisions in
+// progress, so that uploading what a grant recorded does not put two
+// more disk flushes in the way of the next grant. A crash may lose
+// deletions not yet committed: those events are then sent again, which
+// the portal's de-duplication by id makes harmless (delivery is at least
+// once, SPEC §6.4).
 func (s *Store) Ack(ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
+	seqs := make([]uint64, 0, len(ids))
 	ignored := 0
-	err := s.main.Update(func(tx *bolt.Tx) error {
+	for _, id := range ids {
+		sid, seq, ok := parseEventID(id)
+		if !ok || sid != s.id {
+			ignored++
+			continue
+		}
+		seqs = append(seqs, seq)
+	}
+	if ignored > 0 {
+		s.log.Warn("ack: ignored event ids not of this store", "count", ignored)
+	}
+	s.ackMu.Lock()
+	err := s.main.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEvents)
-		for _, id := range ids {
-			sid, seq, ok := parseEventID(id)
-			if !ok || sid != s.id {
-				ignored++
+		for _, seq := range seqs {
+			if b.Get(u64(seq)) == nil {
 				continue
 			}
+			if s.acked == nil {
+				s.acked = map[uint64]struct{}{}
+			}
+			if len(s.acked) == 0 {
+				s.ackSince = time.Now()
+			}
+			s.acked[seq] = struct{}{}
+		}
+		return nil
+	})
+	due := len(s.acked) >= ackFlushEvents || (len(s.acked) > 0 && time.Since(s.ackSince) >= ackFlushAge)
+	s.ackMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("ack events: %w", err)
+	}
+	if due {
+		return s.flushAcks(true)
+	}
+	return nil
+}
+
+// flushAcks deletes the accepted events durably; with yield it first
+// lets decisions in progress finish. The events stay out of Pending
+// whatever happens; after an error their deletion is tried again with
+// the next flush.
+func (s *Store) flushAcks(yield bool) error {
+	s.ackMu.Lock()
+	seqs := make([]uint64, 0, len(s.acked))
+	for seq := range s.acked {
+		seqs = append(seqs, seq)
+	}
+	s.ackMu.Unlock()
+	if len(seqs) == 0 {
+		return nil
+	}
+	slices.Sort(seqs)
+	if yield {
+		s.prio.yield()
+	}
+	err := s.main.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bEvents)
+		for _, seq := range seqs {
 			if err := b.Delete(u64(seq)); err != nil {
 				return err
 			}
@@ -75,14 +154,21 @@ func (s *Store) Ack(ids []string) error {
 	if err != nil {
 		return fmt.Errorf("ack events: %w", err)
 	}
-	if ignored > 0 {
-		s.log.Warn("ack: ignored event ids not of this store", "count", ignored)
+	s.ackMu.Lock()
+	for _, seq := range seqs {
+		delete(s.acked, seq)
 	}
+	if len(s.acked) > 0 {
+		s.ackSince = time.Now()
+	}
+	s.ackMu.Unlock()
 	return nil
 }
 
 // Backlog returns the number of events not yet accepted by the portal.
 func (s *Store) Backlog() (int, error) {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
 	var n int
 	err := s.main.View(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bEvents).Stats().KeyN
@@ -91,7 +177,7 @@ func (s *Store) Backlog() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("backlog: %w", err)
 	}
-	return n, nil
+	return n - len(s.acked), nil
 }
 
 // Appended returns a channel that receives after each commit that

@@ -17,3 +17,22 @@ func (s *Store) ApplyDeltaNoFlush(base string, meta DocMeta, upserts []*kiosk.Cr
 	defer s.applyMu.Unlock()
 	return s.applyDeltaCreds(base, meta, upserts, removed, revoked, mkEvents)
 }
+
+// OnYieldWait sets a hook called when background work starts to wait for
+// a decision in progress (see priority).
+func (s *Store) OnYieldWait(fn func()) {
+	s.prio.mu.Lock()
+	s.prio.waiting = fn
+	s.prio.mu.Unlock()
+}
+
+// FlushAcks commits the deletion of the accepted events now.
+func (s *Store) FlushAcks() error { return s.flushAcks(false) }
+
+// SetWritebackChunk changes the write-back chunk of full loads for a test
+// and returns a function restoring it.
+func SetWritebackChunk(n int64) (restore func()) {
+	old := writebackChunk
+	writebackChunk = n
+	return func() { writebackChunk = old }
+}

@@ -27,6 +27,10 @@ var (
 	// them: out-of-order credentials, ids, revoked ids); 1M ids make
 	// about 28 runs of 2 MiB.
 	sortBytes = 2 << 20
+	// writebackChunk is how much of a new credential file is written
+	// out (and flushed) between two chances for decisions to go first;
+	// an old file is shrunk four chunks at a time before it is deleted.
+	writebackChunk int64 = 1 << 20
 	// dropEvery is how many old ids are read between two releases of
 	// the old file's mapped pages while counting removed credentials.
 	dropEvery = 1 << 15
@@ -130,6 +134,7 @@ func (l *FullLoad) Put(c *kiosk.Credential) error {
 	if l.err != nil {
 		return l.err
 	}
+	l.s.prio.yield()
 	if err := checkCred(c); err != nil {
 		return l.fail(fmt.Errorf("full load: %w", err))
 	}
@@ -208,6 +213,7 @@ func (l *FullLoad) flushBatch() error {
 	if len(l.offs) == 0 {
 		return nil
 	}
+	l.s.prio.yield()
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bCreds)
 		b.FillPercent = 1 // appending in key order: fill pages
@@ -238,6 +244,7 @@ func (l *FullLoad) insertSorted(s *sorter, name []byte, fill float64, check func
 	more := it.Next()
 	var arena []byte
 	for more {
+		l.s.prio.yield()
 		err := l.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(name)
 			b.FillPercent = fill
@@ -358,6 +365,12 @@ func (l *FullLoad) commit(meta DocMeta, mkEvents func(ApplyStats) []*kiosk.Event
 	if err != nil {
 		return stats, false, fmt.Errorf("write %s: %w", l.path, err)
 	}
+	// Write the file out a chunk at a time, decisions first, so the one
+	// sync below finds little left and no decision's flush queues behind
+	// the whole file.
+	if err := writeback(l.path, writebackChunk, l.s.prio.yield); err != nil {
+		return stats, false, err
+	}
 	if err := l.db.Sync(); err != nil {
 		return stats, false, fmt.Errorf("sync %s: %w", l.path, err)
 	}
@@ -424,7 +437,7 @@ func (l *FullLoad) commit(meta DocMeta, mkEvents func(ApplyStats) []*kiosk.Event
 	if err := old.db.Close(); err != nil {
 		s.log.Warn("close old credential file", "file", old.path, "err", err)
 	}
-	if err := os.Remove(old.path); err != nil {
+	if err := removeGently(old.path, writebackChunk*4, s.prio.yield); err != nil {
 		s.log.Warn("remove old credential file (Open retries)", "file", old.path, "err", err)
 	}
 	l.db = nil // now the store's
@@ -470,6 +483,7 @@ func (l *FullLoad) buildIDs(old *credsFile) (removed int, err error) {
 	more := it.Next()
 	arena := make([]byte, 0, batchBytes)
 	for more {
+		l.s.prio.yield()
 		err := l.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bIDs)
 			b.FillPercent = 1

@@ -158,6 +158,14 @@ type Store struct {
 	nextGen uint64
 	closed  bool
 
+	prio priority
+
+	// Events the portal accepted whose deletion is not committed yet
+	// (see Ack): Pending and Backlog leave them out.
+	ackMu    sync.Mutex
+	acked    map[uint64]struct{}
+	ackSince time.Time // when the oldest of acked was accepted
+
 	appended chan struct{}
 	subMu    sync.Mutex
 	subs     map[chan struct{}]struct{}
@@ -402,6 +410,7 @@ func (s *Store) Close() error {
 		s.loadDB.Close()
 	}
 	s.loadMu.Unlock()
+	ackErr := s.flushAcks(false)
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	s.credsMu.Lock()
@@ -409,6 +418,9 @@ func (s *Store) Close() error {
 	err := s.creds.db.Close()
 	if merr := s.main.Close(); err == nil {
 		err = merr
+	}
+	if err == nil {
+		err = ackErr
 	}
 	if err != nil {
 		return fmt.Errorf("close store: %w", err)

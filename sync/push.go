@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -99,8 +100,9 @@ type PushConfig struct {
 	// MaxDocumentBytes bounds a push body (SPEC max_document_bytes); zero
 	// means DefaultMaxDocumentBytes.
 	MaxDocumentBytes int64
-	// SpoolDir is where push bodies are spooled while they are checked
-	// and applied (up to MaxDocumentBytes each, MaxConcurrent at once).
+	// SpoolDir is where push bodies over 64 KiB are spooled while they
+	// are checked and applied (up to MaxDocumentBytes each,
+	// MaxConcurrent at once); smaller ones stay in memory.
 	// It should be on disk, not tmpfs: kioskd's state directory is a good
 	// place. Empty means os.TempDir().
 	SpoolDir string
@@ -120,6 +122,11 @@ type PushConfig struct {
 	// BodyTimeout bounds the time a push's body may take to arrive; zero
 	// means DefaultPushBodyTimeout.
 	BodyTimeout time.Duration
+	// Yield, if not nil, is called before each part of a push's body is
+	// read and returns when no decision is in progress (store.Store's
+	// Yield), so that pushes — a flood of forged ones above all — give
+	// the processor to the people at the door first.
+	Yield func()
 	// RejectEventEvery bounds the push.rejected events of one reason to
 	// one per period (see DefaultRejectEventEvery); zero means the
 	// default, negative means an event for every rejected push.
@@ -146,8 +153,9 @@ type PushConfig struct {
 // push beyond MaxConcurrent is 503 with Retry-After: 1; none of these is a
 // rejected push.
 //
-// The body is never held in memory: it streams, at most MaxDocumentBytes
-// plus one byte, into a file in SpoolDir while its signature is computed
+// The body is never held in memory beyond its first 64 KiB: it streams,
+// at most MaxDocumentBytes plus one byte, into memory and then a file in
+// SpoolDir while its signature is computed
 // and a bounded JSON scanner checks that it is well-formed, so that
 // hostile input costs no more than a read of the body. Only a body signed
 // by the portal is parsed further.
@@ -202,6 +210,63 @@ type rejectLimit struct {
 	suppressed int         // rejections since then without an event
 	status     int         // of the latest suppressed rejection
 	flush      *time.Timer // records the summary of a burst; nil when none is due
+}
+
+func (h *pushHandler) yield() {
+	if h.cfg.Yield != nil {
+		h.cfg.Yield()
+	}
+}
+
+// pushMemBytes is how much of a push's body is held in memory before the
+// rest spills to a file in SpoolDir: every push a portal sends for a
+// hint or a command, and every forged one of a flood, fits, so they cost
+// no file.
+const pushMemBytes = 64 << 10
+
+// spillBuffer holds a body in memory up to max bytes and in a temporary
+// file in dir beyond that.
+type spillBuffer struct {
+	dir string
+	max int
+	buf []byte
+	f   *os.File
+}
+
+// Write appends p, moving what is held to a file once max is passed.
+func (b *spillBuffer) Write(p []byte) (int, error) {
+	if b.f == nil && len(b.buf)+len(p) <= b.max {
+		b.buf = append(b.buf, p...)
+		return len(p), nil
+	}
+	if b.f == nil {
+		f, err := os.CreateTemp(b.dir, "push-*.json")
+		if err != nil {
+			return 0, err
+		}
+		b.f = f
+		if _, err := f.Write(b.buf); err != nil {
+			return 0, err
+		}
+		b.buf = nil
+	}
+	return b.f.Write(p)
+}
+
+// ReaderAt reads back what was written.
+func (b *spillBuffer) ReaderAt() io.ReaderAt {
+	if b.f != nil {
+		return b.f
+	}
+	return bytes.NewReader(b.buf)
+}
+
+// Close removes the file, if there is one.
+func (b *spillBuffer) Close() {
+	if b.f != nil {
+		b.f.Close()
+		os.Remove(b.f.Name())
+	}
 }
 
 func (h *pushHandler) now() (time.Time, bool) {
@@ -287,17 +352,14 @@ func (h *pushHandler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout))
 
-	f, err := os.CreateTemp(h.cfg.SpoolDir, "push-*.json")
-	if err != nil {
-		h.fail(w, r, fmt.Errorf("push: spool body: %w", err))
-		return
-	}
-	defer func() {
-		f.Close()
-		os.Remove(f.Name())
-	}()
+	// Decisions in progress go first: a flood of pushes waits here
+	// rather than taking the processor from a person at the door.
+	h.yield()
+	sb := &spillBuffer{dir: h.cfg.SpoolDir, max: pushMemBytes}
+	defer sb.Close()
 	var probe pushProbe
-	n, rerr, werr := spool(f, io.MultiWriter(v, &probe), io.LimitReader(r.Body, limit+1))
+	n, rerr, werr := spool(sb, io.MultiWriter(v, &probe), io.LimitReader(r.Body, limit+1), h.yield)
+	f := sb.ReaderAt()
 	switch {
 	case werr != nil:
 		h.fail(w, r, fmt.Errorf("push: spool body: %w", werr))
@@ -473,9 +535,10 @@ func validPushKind(k string) bool {
 }
 
 // spool copies r to f and to tee, reporting read and write errors apart.
-func spool(f io.Writer, tee io.Writer, r io.Reader) (n int64, rerr, werr error) {
+func spool(f io.Writer, tee io.Writer, r io.Reader, yield func()) (n int64, rerr, werr error) {
 	buf := make([]byte, 64<<10)
 	for {
+		yield()
 		nr, err := r.Read(buf)
 		if nr > 0 {
 			if _, werr = f.Write(buf[:nr]); werr != nil {

@@ -65,9 +65,9 @@ type loadKiosk struct {
 // that pulls it, waits for the set to commit, and starts the engine.
 func newLoadKiosk(tb testing.TB, n int) *loadKiosk {
 	tb.Helper()
-	sp := newSBPortal(tb)
+	sp := newSBPortalIn(tb, remotePortalDir(tb))
 	sbFill(tb, sp, n)
-	pages := sbCapture(tb, sp)
+	pages := sbCaptureIn(tb, sp, remotePortalDir(tb))
 	dir := tb.TempDir()
 	if d := os.Getenv("KIOSKD_BENCH_DIR"); d != "" { // as BenchmarkDecision: another file system
 		var err error

@@ -122,15 +122,21 @@ func TestMetricsOnTCP(t *testing.T) {
 	h.applyFull("c-1", testNow.Add(-time.Minute), nil, pinCred("res", "246810", nil))
 	typeKeys(t, h.keypad, "246810")
 	h.decision("keypad")
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("metrics on %s: %v", addr, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `kioskd_decisions_total{reason="granted"} 1`) {
-		t.Fatalf("metrics: %s\n%s", resp.Status, body)
-	}
+	// The event is recorded before the relay moves; the counters are
+	// told after: the scrape may come between.
+	var body []byte
+	waitFor(t, "the grant counted on the TCP metrics listener", nil, func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatalf("metrics on %s: %v", addr, err)
+		}
+		defer resp.Body.Close()
+		body, _ = io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("metrics: %s\n%s", resp.Status, body)
+		}
+		return strings.Contains(string(body), `kioskd_decisions_total{reason="granted"} 1`)
+	})
 	if r, err := http.Get("http://" + addr + "/v1/status"); err == nil {
 		r.Body.Close()
 		if r.StatusCode == http.StatusOK {

@@ -71,6 +71,7 @@ func newPortalLink(cfg *config.Config, st *store.Store, eng *kiosk.Engine, clock
 		SpoolDir:         spool,
 		Now:              clock.Now,
 		Observe:          clock.Observe,
+		Yield:            st.Yield,
 		Log:              log,
 	}, st, s)
 	link.push = &http.Server{

@@ -126,7 +126,27 @@ func (w *sbFirstWrite) Write(b []byte) (int, error) { w.note(); return w.Respons
 // loopback.
 func newSBPortal(tb testing.TB) *sbPortal {
 	tb.Helper()
-	dir := tb.TempDir()
+	return newSBPortalIn(tb, tb.TempDir())
+}
+
+// remotePortalDir is a state directory for a reference portal that
+// stands for the remote one in the load benchmarks: on tmpfs (/dev/shm)
+// when the machine has it, so the portal's own disk writes — which a real
+// portal makes on its own server — do not queue with the kiosk's on the
+// kiosk's disk. Its processor time is still shared.
+func remotePortalDir(tb testing.TB) string {
+	tb.Helper()
+	d, err := os.MkdirTemp("/dev/shm", "kioskd-portal")
+	if err != nil {
+		return tb.TempDir()
+	}
+	tb.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// newSBPortalIn is newSBPortal with its state in dir.
+func newSBPortalIn(tb testing.TB, dir string) *sbPortal {
+	tb.Helper()
 	sbKeygen(tb, dir)
 	p, err := portal.Open(portal.Options{Dir: dir, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -572,7 +592,12 @@ type sbPage struct {
 // The time to first byte of these pages counts in portal-s as well.
 func sbCapture(tb testing.TB, sp *sbPortal) *httptest.Server {
 	tb.Helper()
-	dir := tb.TempDir()
+	return sbCaptureIn(tb, sp, tb.TempDir())
+}
+
+// sbCaptureIn is sbCapture with the page files in dir.
+func sbCaptureIn(tb testing.TB, sp *sbPortal, dir string) *httptest.Server {
+	tb.Helper()
 	pages := map[string]sbPage{}
 	token := ""
 	for i := 0; ; i++ {
