@@ -2,8 +2,8 @@ package store
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -12,32 +12,144 @@ import (
 	"kioskd/kiosk"
 )
 
-// Access runs fn in one durable write transaction of kioskd.db (SPEC §2:
-// a use is never given twice, even across a power cut). Lookup and
-// Revoked read the live credential file through a read transaction held
-// until Access returns; a full load cannot flip the file under it. If fn
-// returns an error, nothing it wrote is kept and the IDs and Seqs it
-// assigned to appended events are cleared. fn must not call other
-// methods of the Store.
+// Access runs fn in one write transaction of kioskd.db and makes what it
+// wrote durable before returning (SPEC §2: a use is never given twice,
+// even across a power cut). Lookup and Revoked read the live credential
+// file through a read transaction held until fn returns; a full load
+// cannot flip the file under it. If fn returns an error, nothing it
+// wrote is kept and the IDs and Seqs it assigned to appended events are
+// cleared. fn must not call other methods of the Store.
+//
+// Durable means in the decision log (declog.go): one write and one
+// flush. The transaction then commits to kioskd.db behind the caller,
+// holding the store's write lock until it has, so the next writer sees
+// it; the events it appended reach Pending then. If the decision log
+// cannot take the write set, or a commit behind an earlier decision
+// failed, the transaction commits the usual way before Access returns.
 func (s *Store) Access(fn func(kiosk.AccessTx) error) error {
-	a := accessTx{s: s}
 	s.prio.enter()
 	defer s.prio.leave()
-	err := s.main.Update(func(tx *bolt.Tx) error {
-		a.tx = tx
-		return fn(&a)
-	})
-	a.release()
-	if err != nil {
+	s.wmu.Lock()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.wmu.Unlock()
+		}
+	}()
+	a := accessTx{s: s}
+	fail := func(err error) error {
 		for _, ev := range a.appended {
 			ev.ID, ev.Seq = "", 0
 		}
 		return fmt.Errorf("access: %w", err)
 	}
+	tx, err := s.main.Begin(true)
+	if err != nil {
+		return fail(err)
+	}
+	a.tx = tx
+	err = s.replayUnapplied(tx)
+	if err == nil {
+		err = fn(&a)
+	}
+	a.release()
+	if err != nil {
+		tx.Rollback()
+		return fail(err)
+	}
+
+	if s.dlog != nil && s.unapplied == nil {
+		ws := &writeSet{seq: a.seq, puts: a.puts, events: len(a.appended)}
+		err := s.dlog.append(ws)
+		if err == nil {
+			if err := tx.Bucket(bMeta).Put(kLogLSN, u64(ws.lsn)); err != nil {
+				// Not written to kioskd.db yet: the logged record
+				// stands, and the next writer replays it.
+				tx.Rollback()
+				s.unapplied = ws
+				return nil
+			}
+			handedOff = true
+			go s.commitBehind(tx, ws)
+			return nil
+		}
+		if !errors.Is(err, errLogRecordTooLarge) {
+			s.log.Error("decision log write failed; committing the decision to kioskd.db instead", "err", err)
+		}
+	}
+	// The usual way: two flushes, before the caller moves a relay.
+	if s.dlog != nil {
+		if err := tx.Bucket(bMeta).Put(kLogLSN, u64(s.dlog.lsn)); err != nil {
+			tx.Rollback()
+			return fail(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(err)
+	}
+	s.unapplied = nil
 	if len(a.appended) > 0 {
 		s.notify()
 	}
 	return nil
+}
+
+// commitBehind commits a decision's transaction after its write set is
+// durable in the decision log, then releases the write lock that Access
+// took. If the commit fails, the write set is kept to be replayed by the
+// next writer, which commits it with its own transaction or fails (and
+// denies) trying; the record in the decision log still stands for a
+// restart.
+func (s *Store) commitBehind(tx *bolt.Tx, ws *writeSet) {
+	defer s.wmu.Unlock()
+	if s.holdCommit != nil {
+		<-s.holdCommit
+	}
+	if err := tx.Commit(); err != nil {
+		s.log.Error("decision commit to kioskd.db failed; the next write replays it", "lsn", ws.lsn, "err", err)
+		s.unapplied = ws
+		return
+	}
+	if ws.events > 0 {
+		s.notify()
+	}
+}
+
+// settle waits until a decision's commit behind it, if one is under way,
+// has finished, so that a reader of kioskd.db sees every decision that
+// Access has returned (read your writes).
+func (s *Store) settle() {
+	s.wmu.Lock()
+	s.wmu.Unlock() //nolint:staticcheck // an empty critical section: a barrier
+}
+
+// replayUnapplied writes into tx the write set of a decision whose
+// commit behind failed; the caller holds wmu and clears s.unapplied once
+// tx has committed.
+func (s *Store) replayUnapplied(tx *bolt.Tx) error {
+	if s.unapplied == nil {
+		return nil
+	}
+	return s.unapplied.apply(tx)
+}
+
+// update is bolt.DB.Update of kioskd.db under the store's write lock,
+// with the write set of a failed decision commit (if any) replayed first
+// in the same transaction. Every write to kioskd.db but Access goes
+// through it.
+func (s *Store) update(fn func(tx *bolt.Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	err := s.main.Update(func(tx *bolt.Tx) error {
+		if err := s.replayUnapplied(tx); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+	if err == nil {
+		s.unapplied = nil
+	}
+	return err
 }
 
 // Record appends events durably, in order, in one transaction, assigning
@@ -46,9 +158,9 @@ func (s *Store) Record(evs ...*kiosk.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	err := s.main.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		for _, ev := range evs {
-			if err := s.appendEvent(tx, ev); err != nil {
+			if _, _, err := s.appendEvent(tx, ev); err != nil {
 				return err
 			}
 		}
@@ -83,26 +195,25 @@ func (s *Store) notify() {
 // appendEvent gives ev the next seq and its id and stores it. The seq
 // comes from the bucket's sequence in the same transaction, so a rolled
 // back transaction gives it back and no gap is left.
-func (s *Store) appendEvent(tx *bolt.Tx, ev *kiosk.Event) error {
+func (s *Store) appendEvent(tx *bolt.Tx, ev *kiosk.Event) (key, data []byte, err error) {
 	b := tx.Bucket(bEvents)
 	b.FillPercent = 1 // keys only ever grow
 	seq, err := b.NextSequence()
 	if err != nil {
-		return fmt.Errorf("append event: %w", err)
+		return nil, nil, fmt.Errorf("append event: %w", err)
 	}
 	ev.Seq = seq
 	ev.ID = s.id + "-" + strconv.FormatUint(seq, 10)
 	ev.Time = ev.Time.UTC()
-	data, err := json.Marshal(ev)
+	data, err = json.Marshal(ev)
 	if err != nil {
-		return fmt.Errorf("append event %s: %w", ev.Type, err)
+		return nil, nil, fmt.Errorf("append event %s: %w", ev.Type, err)
 	}
-	var key [8]byte
-	binary.BigEndian.PutUint64(key[:], seq)
-	if err := b.Put(key[:], data); err != nil {
-		return fmt.Errorf("append event: %w", err)
+	key = u64(seq)
+	if err := b.Put(key, data); err != nil {
+		return nil, nil, fmt.Errorf("append event: %w", err)
 	}
-	return nil
+	return key, data, nil
 }
 
 // accessTx is kiosk.AccessTx on one write transaction of kioskd.db and a
@@ -114,6 +225,8 @@ type accessTx struct {
 	ctx      *bolt.Tx
 	held     bool
 	appended []*kiosk.Event
+	puts     []logPut // what it wrote, for the decision log
+	seq      uint64   // the events sequence after its appends
 }
 
 var _ kiosk.AccessTx = (*accessTx)(nil)
@@ -168,6 +281,7 @@ func (a *accessTx) PutLockout(input string, st kiosk.LockoutState) error {
 	if err := a.tx.Bucket(bLockouts).Put([]byte(input), data); err != nil {
 		return fmt.Errorf("put lockout of input %q: %w", input, err)
 	}
+	a.puts = append(a.puts, logPut{bucket: logBucketLockouts, key: []byte(input), val: data})
 	return nil
 }
 
@@ -212,10 +326,11 @@ func (a *accessTx) AddSpend(id string) error {
 		return fmt.Errorf("add spend: bad credential id length %d", len(id))
 	}
 	b := a.tx.Bucket(bSpends)
-	n := getU64(b.Get([]byte(id)))
-	if err := b.Put([]byte(id), u64(n+1)); err != nil {
+	n := u64(getU64(b.Get([]byte(id))) + 1)
+	if err := b.Put([]byte(id), n); err != nil {
 		return fmt.Errorf("add spend of %q: %w", id, err)
 	}
+	a.puts = append(a.puts, logPut{bucket: logBucketSpends, key: []byte(id), val: n})
 	return nil
 }
 
@@ -228,9 +343,12 @@ func (a *accessTx) Revoked(cid string) (bool, error) {
 }
 
 func (a *accessTx) Append(ev *kiosk.Event) error {
-	if err := a.s.appendEvent(a.tx, ev); err != nil {
+	key, data, err := a.s.appendEvent(a.tx, ev)
+	if err != nil {
 		return err
 	}
 	a.appended = append(a.appended, ev)
+	a.puts = append(a.puts, logPut{bucket: logBucketEvents, key: key, val: data})
+	a.seq = ev.Seq
 	return nil
 }

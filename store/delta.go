@@ -214,7 +214,7 @@ func (s *Store) pendingMark() (uint64, error) {
 // kioskd.db. The caller holds applyMu (or is Open).
 func (s *Store) flushPending() (int, error) {
 	var n int
-	err := s.main.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		var err error
 		n, err = s.flushPendingTx(tx, s.creds.db)
 		return err
@@ -251,7 +251,7 @@ func (s *Store) flushPendingTx(tx *bolt.Tx, cdb *bolt.DB) (int, error) {
 			if ev == nil {
 				continue
 			}
-			if err := s.appendEvent(tx, ev); err != nil {
+			if _, _, err := s.appendEvent(tx, ev); err != nil {
 				return 0, err
 			}
 			n++

@@ -21,6 +21,7 @@ func (s *Store) Pending(afterSeq uint64, max int) ([]kiosk.Event, error) {
 	if max <= 0 {
 		return nil, nil
 	}
+	s.settle()
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
 	var out []kiosk.Event
@@ -142,7 +143,7 @@ func (s *Store) flushAcks(yield bool) error {
 	if yield {
 		s.prio.yield()
 	}
-	err := s.main.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEvents)
 		for _, seq := range seqs {
 			if err := b.Delete(u64(seq)); err != nil {
@@ -167,6 +168,7 @@ func (s *Store) flushAcks(yield bool) error {
 
 // Backlog returns the number of events not yet accepted by the portal.
 func (s *Store) Backlog() (int, error) {
+	s.settle()
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
 	var n int
@@ -209,7 +211,12 @@ func (s *Store) Subscribe() (ch <-chan struct{}, cancel func()) {
 
 // LastSeq returns the seq of the last event ever appended (0 if none),
 // whether or not it has been acked since.
+//
+// A decision whose commit to kioskd.db failed (see Access) counts: its
+// events are durable in the decision log and have their seqs.
 func (s *Store) LastSeq() (uint64, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	var n uint64
 	err := s.main.View(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bEvents).Sequence()
@@ -217,6 +224,9 @@ func (s *Store) LastSeq() (uint64, error) {
 	})
 	if err != nil {
 		return 0, fmt.Errorf("last seq: %w", err)
+	}
+	if s.unapplied != nil {
+		n = max(n, s.unapplied.seq)
 	}
 	return n, nil
 }

@@ -36,3 +36,19 @@ func SetWritebackChunk(n int64) (restore func()) {
 	writebackChunk = n
 	return func() { writebackChunk = old }
 }
+
+// HoldCommits makes the commits behind decisions wait until release is
+// called: meanwhile the decisions are durable in the decision log only,
+// as a crash would find them.
+func (s *Store) HoldCommits() (release func()) {
+	ch := make(chan struct{})
+	s.wmu.Lock()
+	s.holdCommit = ch
+	s.wmu.Unlock()
+	return func() {
+		close(ch)
+		s.wmu.Lock()
+		s.holdCommit = nil
+		s.wmu.Unlock()
+	}
+}

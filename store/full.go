@@ -389,7 +389,7 @@ func (l *FullLoad) commit(meta DocMeta, mkEvents func(ApplyStats) []*kiosk.Event
 
 	var appended int
 	attempted = false // set when the transaction gets as far as its commit
-	err = s.main.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		if newest := decTime(m.Get(kNewest)); meta.IssuedAt.Before(newest) {
 			return fmt.Errorf("%w: issued at %s, newest accepted %s", ErrStale, meta.IssuedAt.Format(timeFmt), newest.Format(timeFmt))
@@ -414,7 +414,7 @@ func (l *FullLoad) commit(meta DocMeta, mkEvents func(ApplyStats) []*kiosk.Event
 		}
 		if mkEvents != nil {
 			for _, ev := range mkEvents(stats) {
-				if err := s.appendEvent(tx, ev); err != nil {
+				if _, _, err := s.appendEvent(tx, ev); err != nil {
 					return err
 				}
 				appended++

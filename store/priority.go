@@ -7,54 +7,55 @@ import (
 
 // priority lets decisions go first. A decision (Store.Access) is inside
 // from enter to leave; background work — a full load, the deletion of
-// uploaded events, the write-back of a new credential file — calls yield
-// between its steps and waits there while a decision is inside. On a
-// small board the bulk work would otherwise hold both the processor and
-// the disk queue while a person waits at the door; with it, a decision
-// shares them only with the step already under way.
+// uploaded events, the write-back of a new credential file, the reading
+// of a push — calls yield between its steps and waits there until the
+// decisions that were in progress when it called have left. On a small
+// board the bulk work would otherwise hold the processor and the disk
+// queue while a person waits at the door; with it, a decision shares them
+// only with the step already under way.
 //
-// Decisions are bounded by the people at the inputs (a PIN takes seconds
-// to type), so background work cannot be starved for long; under a
-// flood of back-to-back decisions it slows down, and that is the
-// intended trade.
+// yield waits for the decisions in progress when it is called, not for
+// later ones, so background work always makes a step between two
+// decisions, however close they come: it slows down under a flood of
+// decisions but is never starved.
 type priority struct {
-	n    atomic.Int32 // decisions inside
-	mu   sync.Mutex
-	cond *sync.Cond // signalled when n drops to zero; lazily made
+	entered atomic.Uint64 // decisions that have entered
+	left    atomic.Uint64 // decisions that have left
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when a decision leaves; lazily made
 
 	waiting func() // a test's hook, called (under mu) when yield starts to wait
 }
 
 // enter marks a decision as in progress.
-func (p *priority) enter() { p.n.Add(1) }
+func (p *priority) enter() { p.entered.Add(1) }
 
-// leave ends what enter began and wakes the waiting background work when
-// no decision is left.
+// leave ends what enter began and wakes the waiting background work.
 func (p *priority) leave() {
-	if p.n.Add(-1) == 0 {
-		p.mu.Lock()
-		if p.cond != nil {
-			p.cond.Broadcast()
-		}
-		p.mu.Unlock()
+	p.left.Add(1)
+	p.mu.Lock()
+	if p.cond != nil {
+		p.cond.Broadcast()
 	}
+	p.mu.Unlock()
 }
 
-// yield returns at once when no decision is in progress and otherwise
-// waits until none is. The caller must hold nothing a decision needs
-// (the main database's write lock, credsMu).
+// yield returns when every decision that was in progress when it was
+// called has left (at once when none was). The caller must hold nothing
+// a decision needs (the store's write lock, credsMu).
 func (p *priority) yield() {
-	if p.n.Load() == 0 {
+	target := p.entered.Load()
+	if p.left.Load() >= target {
 		return
 	}
 	p.mu.Lock()
 	if p.cond == nil {
 		p.cond = sync.NewCond(&p.mu)
 	}
-	if p.n.Load() > 0 && p.waiting != nil {
+	if p.left.Load() < target && p.waiting != nil {
 		p.waiting()
 	}
-	for p.n.Load() > 0 {
+	for p.left.Load() < target {
 		p.cond.Wait()
 	}
 	p.mu.Unlock()

@@ -119,8 +119,9 @@ func TestFullLoadYieldsToDecisions(t *testing.T) {
 }
 
 // copyState copies the state directory as a crash at this moment would
-// leave it on disk (every commit of the store is synced, so the files
-// hold exactly what was committed).
+// leave it on disk (every commit of the store and every record of the
+// decision log is synced, so the files hold exactly what was made
+// durable).
 func copyState(t *testing.T, from string) string {
 	t.Helper()
 	to := t.TempDir()
@@ -129,7 +130,7 @@ func copyState(t *testing.T, from string) string {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".db") {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".db") && e.Name() != "decisions.log" {
 			continue
 		}
 		src, err := os.Open(filepath.Join(from, e.Name()))

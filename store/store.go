@@ -160,6 +160,16 @@ type Store struct {
 
 	prio priority
 
+	// wmu is the store's write lock, taken before the main database's:
+	// Access holds it until its transaction has committed behind it
+	// (commitBehind), every other writer for its transaction (update).
+	// dlog and unapplied are guarded by it.
+	wmu       sync.Mutex
+	dlog      *decLog
+	unapplied *writeSet // a logged decision whose commit failed: replayed by the next writer
+
+	holdCommit chan struct{} // a test's: commitBehind waits for it to close
+
 	// Events the portal accepted whose deletion is not committed yet
 	// (see Ack): Pending and Backlog leave them out.
 	ackMu    sync.Mutex
@@ -236,6 +246,9 @@ func Open(opts Options) (*Store, error) {
 		if s.creds != nil {
 			s.creds.db.Close()
 		}
+		if s.dlog != nil {
+			s.dlog.close()
+		}
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -244,13 +257,29 @@ func Open(opts Options) (*Store, error) {
 
 func (s *Store) init() error {
 	var gen uint64
-	err := s.main.Update(func(tx *bolt.Tx) error {
+	dlog, newest, remake, err := openDecLog(s.dir)
+	if err != nil {
+		return err
+	}
+	s.dlog = dlog
+	err = s.main.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bMeta, bEvents, bSpends, bLockouts, bNonces, bCommands} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
 		m := tx.Bucket(bMeta)
+		// A decision made durable in the log whose commit to kioskd.db
+		// a crash cut short: commit it now.
+		committed := getU64(m.Get(kLogLSN))
+		if newest != nil && newest.lsn > committed {
+			if err := newest.apply(tx); err != nil {
+				return err
+			}
+			s.log.Info("replayed a decision from the decision log", "lsn", newest.lsn, "events", newest.seq)
+		}
+		// LSNs only grow, even if the log was lost or made anew.
+		s.dlog.lsn = max(s.dlog.lsn, committed)
 		if id := m.Get(kStoreID); id != nil {
 			s.id = string(id)
 		} else {
@@ -268,6 +297,11 @@ func (s *Store) init() error {
 	})
 	if err != nil {
 		return err
+	}
+	if remake {
+		if err := s.dlog.remake(s.dir); err != nil {
+			return err
+		}
 	}
 
 	if gen != 0 {
@@ -326,7 +360,7 @@ func (s *Store) newEmptyCreds(gen uint64) error {
 		cf.db.Close()
 		return err
 	}
-	err = s.main.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		if err := m.Put(kLive, u64(gen)); err != nil {
 			return err
@@ -411,8 +445,19 @@ func (s *Store) Close() error {
 	}
 	s.loadMu.Unlock()
 	ackErr := s.flushAcks(false)
+	// Lock order: applyMu, wmu, credsMu. wmu waits for a decision's
+	// commit behind it; no write comes after.
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.unapplied != nil {
+		s.log.Error("closing with a decision not committed to kioskd.db; the next open replays it from the decision log", "lsn", s.unapplied.lsn)
+	}
+	if s.dlog != nil {
+		s.dlog.close()
+		s.dlog = nil
+	}
 	s.credsMu.Lock()
 	defer s.credsMu.Unlock()
 	err := s.creds.db.Close()
@@ -547,7 +592,7 @@ func (s *Store) RaiseClockFloor(t time.Time) error {
 	if !t.After(cur) {
 		return nil
 	}
-	err = s.main.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		return raiseTime(tx.Bucket(bMeta), kFloor, t)
 	})
 	if err != nil {
@@ -561,7 +606,7 @@ func (s *Store) RaiseClockFloor(t time.Time) error {
 // command): it raises the no-rollback watermark and the clock floor to
 // issuedAt. Neither ever goes down.
 func (s *Store) RaiseWatermark(issuedAt time.Time) error {
-	err := s.main.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		if err := raiseTime(m, kNewest, issuedAt); err != nil {
 			return err
@@ -587,7 +632,7 @@ func (s *Store) UseNonce(nonce string, issuedAt, now time.Time, window time.Dura
 	if issuedAt.IsZero() {
 		issuedAt = now
 	}
-	err = s.main.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bNonces)
 		ref := now
 		if newest := decTime(tx.Bucket(bMeta).Get(kNewest)); !newest.IsZero() && newest.Before(ref) {
@@ -625,7 +670,7 @@ func (s *Store) RunOnce(commandID string) (first bool, err error) {
 	if commandID == "" || len(commandID) > maxIDLen {
 		return false, fmt.Errorf("run once: bad command id length %d", len(commandID))
 	}
-	err = s.main.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bCommands)
 		if b.Get([]byte(commandID)) != nil {
 			return nil
@@ -641,6 +686,7 @@ func (s *Store) RunOnce(commandID string) (first bool, err error) {
 
 // Lockouts returns the stored lockout state of every input, by name.
 func (s *Store) Lockouts() (map[string]kiosk.LockoutState, error) {
+	s.settle()
 	out := make(map[string]kiosk.LockoutState)
 	err := s.main.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bLockouts).ForEach(func(k, v []byte) error {

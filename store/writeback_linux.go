@@ -77,3 +77,6 @@ func removeGently(path string, step int64, yield func()) error {
 	}
 	return nil
 }
+
+// fdatasync flushes f's data (not its timestamps) to the device.
+func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }

@@ -19,3 +19,6 @@ func removeGently(path string, step int64, yield func()) error {
 	}
 	return nil
 }
+
+// fdatasync is f.Sync outside Linux.
+func fdatasync(f *os.File) error { return f.Sync() }
