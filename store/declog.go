@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,19 +9,21 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // The decision log (decisions.log) makes a decision durable with one
-// small write and one flush, where a bbolt commit takes two flushes: the
-// write set of a decision (its events, spend and lockout state) is
-// written to a preallocated file and synced, the relay may move, and the
-// same write set then commits to kioskd.db behind the decision, holding
-// the store's write lock until it has. So at most one record is ever
-// ahead of kioskd.db — the newest — and Open replays it when its LSN is
-// above the one kioskd.db holds (kLogLSN). A record torn by a crash fails
-// its checksum and is ignored: its decision had not been told to anyone.
+// small write and one flush, where a bbolt commit takes two: the write
+// set of a decision (its events, spend and lockout state) is written to a
+// preallocated file and synced, and the relay may move; the applier
+// commits the write sets to kioskd.db later, in order (decide.go), and
+// kioskd.db's kLogLSN says up to which. Open replays the records above
+// it, in LSN order, up to the first one missing. A record torn by a crash
+// fails its checksum and ends the replay: its decision had not been told
+// to anyone, and no later one can have been (each decision waits for its
+// own record's flush).
 //
 // The file is a ring of logSize bytes, records starting on logAlign
 // boundaries, each:
@@ -30,7 +33,9 @@ import (
 // and a payload is the events bucket's sequence after the decision (u64)
 // and its puts: bucket u8 | key length u16 | key | value length u32 |
 // value. Overwriting blocks that are already allocated and written needs
-// no metadata, so the sync is one data write and one cache flush.
+// no metadata, so the sync is one data write and one cache flush. The
+// records not yet in kioskd.db never fill more than half the ring
+// (Access commits them first), so the ring never overwrites one.
 const (
 	logFile       = "decisions.log"
 	logSize       = 1 << 20
@@ -149,8 +154,7 @@ func decodeWriteSet(lsn uint64, b []byte) (*writeSet, error) {
 	return ws, nil
 }
 
-// decLog is the open decision log. Its methods are called with the
-// store's write lock (wmu) held.
+// decLog is the open decision log. append is called with wmu held.
 type decLog struct {
 	f    *os.File
 	head int64  // where the next record goes
@@ -159,11 +163,10 @@ type decLog struct {
 }
 
 // openDecLog opens the decision log in dir, creating it (preallocated,
-// written, synced) when it is missing or not logSize bytes, and returns
-// the newest valid record it holds, if any. A log of the wrong size is
-// read first and made anew after the caller has replayed its record
-// (fix).
-func openDecLog(dir string) (l *decLog, newest *writeSet, fix bool, err error) {
+// written, synced) when it is missing, and returns the valid records it
+// holds in LSN order. A log of the wrong size is read all the same and
+// should be made anew (remake) once its records are committed.
+func openDecLog(dir string) (l *decLog, records []*writeSet, fix bool, err error) {
 	path := filepath.Join(dir, logFile)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	switch {
@@ -176,20 +179,20 @@ func openDecLog(dir string) (l *decLog, newest *writeSet, fix bool, err error) {
 		return nil, nil, false, fmt.Errorf("decision log: %w", err)
 	}
 	l = &decLog{f: f}
-	newest, end, err := l.scan()
+	records, end, err := l.scan()
 	if err != nil {
 		f.Close()
 		return nil, nil, false, err
 	}
-	if newest != nil {
-		l.lsn, l.head = newest.lsn, end
+	if n := len(records); n > 0 {
+		l.lsn, l.head = records[n-1].lsn, end
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, nil, false, fmt.Errorf("decision log: %w", err)
 	}
-	return l, newest, fi.Size() != logSize, nil
+	return l, records, fi.Size() != logSize, nil
 }
 
 // remake replaces the log by a fresh one, keeping the LSN counter (its
@@ -233,14 +236,15 @@ func createDecLog(path string) (*os.File, error) {
 	return f, nil
 }
 
-// scan reads every record start of the file and returns the valid record
-// with the highest LSN and the offset after it.
-func (l *decLog) scan() (*writeSet, int64, error) {
+// scan reads every record start of the file and returns the valid
+// records in LSN order and the offset after the newest.
+func (l *decLog) scan() ([]*writeSet, int64, error) {
 	data, err := io.ReadAll(io.NewSectionReader(l.f, 0, 1<<31))
 	if err != nil {
 		return nil, 0, fmt.Errorf("decision log: %w", err)
 	}
-	var best *writeSet
+	var out []*writeSet
+	var newest uint64
 	var end int64
 	for off := 0; off+logHeaderSize <= len(data); off += logAlign {
 		h := data[off:]
@@ -256,16 +260,17 @@ func (l *decLog) scan() (*writeSet, int64, error) {
 		if binary.BigEndian.Uint32(h[16:]) != recordCRC(lsn, payload) {
 			continue
 		}
-		if best != nil && lsn <= best.lsn {
-			continue
-		}
 		ws, err := decodeWriteSet(lsn, payload)
 		if err != nil {
 			continue // checksummed but not ours to read: ignore it
 		}
-		best, end = ws, int64(off)+alignUp(int64(logHeaderSize+n))
+		out = append(out, ws)
+		if lsn > newest {
+			newest, end = lsn, int64(off)+alignUp(int64(logHeaderSize+n))
+		}
 	}
-	return best, end, nil
+	slices.SortFunc(out, func(a, b *writeSet) int { return cmp.Compare(a.lsn, b.lsn) })
+	return out, end, nil
 }
 
 func recordCRC(lsn uint64, payload []byte) uint32 {

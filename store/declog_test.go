@@ -100,9 +100,9 @@ func TestDecisionLogReplay(t *testing.T) {
 	}
 	c.Close()
 
-	// The original store committed the decision behind it.
+	// The original store committed the decision once the applier ran.
 	if evs := storetest.Events(t, s); len(evs) != 2 || evs[1].ID != ev.ID {
-		t.Fatalf("journal after the commit behind = %+v", evs)
+		t.Fatalf("journal after the applier committed = %+v", evs)
 	}
 }
 

@@ -212,11 +212,11 @@ func (s *Store) Subscribe() (ch <-chan struct{}, cancel func()) {
 // LastSeq returns the seq of the last event ever appended (0 if none),
 // whether or not it has been acked since.
 //
-// A decision whose commit to kioskd.db failed (see Access) counts: its
+// Decisions not yet committed to kioskd.db (see Access) count: their
 // events are durable in the decision log and have their seqs.
 func (s *Store) LastSeq() (uint64, error) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
 	var n uint64
 	err := s.main.View(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bEvents).Sequence()
@@ -225,8 +225,5 @@ func (s *Store) LastSeq() (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("last seq: %w", err)
 	}
-	if s.unapplied != nil {
-		n = max(n, s.unapplied.seq)
-	}
-	return n, nil
+	return max(n, s.nextSeq), nil
 }

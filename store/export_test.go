@@ -37,18 +37,11 @@ func SetWritebackChunk(n int64) (restore func()) {
 	return func() { writebackChunk = old }
 }
 
-// HoldCommits makes the commits behind decisions wait until release is
-// called: meanwhile the decisions are durable in the decision log only,
-// as a crash would find them.
+// HoldCommits stops the applier until release is called: meanwhile the
+// decisions are durable in the decision log only, as a crash would find
+// them (unless a reader settles them).
 func (s *Store) HoldCommits() (release func()) {
 	ch := make(chan struct{})
-	s.wmu.Lock()
-	s.holdCommit = ch
-	s.wmu.Unlock()
-	return func() {
-		close(ch)
-		s.wmu.Lock()
-		s.holdCommit = nil
-		s.wmu.Unlock()
-	}
+	s.holdApply = ch
+	return func() { close(ch) }
 }

@@ -160,15 +160,23 @@ type Store struct {
 
 	prio priority
 
-	// wmu is the store's write lock, taken before the main database's:
-	// Access holds it until its transaction has committed behind it
-	// (commitBehind), every other writer for its transaction (update).
-	// dlog and unapplied are guarded by it.
-	wmu       sync.Mutex
-	dlog      *decLog
-	unapplied *writeSet // a logged decision whose commit failed: replayed by the next writer
+	// Decisions (decide.go): the locks wmu, amu, qmu; the decision log;
+	// the decisions logged but not yet committed to kioskd.db (queue, in
+	// LSN order, and queueBytes of log they hold) and what they wrote
+	// (overlay); the events sequence counting them (nextSeq, 0 when
+	// kioskd.db's is current); the applier's kick and stop.
+	wmu, amu, qmu sync.Mutex
+	dlog          *decLog
+	queue         []*writeSet
+	queueBytes    int64
+	overlay       map[string]ovEntry
+	nextSeq       uint64
+	lastDecision  atomic.Int64 // unix ns of the last decision logged
+	applyKick     chan struct{}
+	applyStop     chan struct{}
+	applyDone     chan struct{}
 
-	holdCommit chan struct{} // a test's: commitBehind waits for it to close
+	holdApply chan struct{} // a test's: the applier waits for it to close
 
 	// Events the portal accepted whose deletion is not committed yet
 	// (see Ack): Pending and Backlog leave them out.
@@ -236,11 +244,15 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{
-		dir:      opts.Dir,
-		log:      opts.Logger,
-		timeout:  opts.Timeout,
-		main:     db,
-		appended: make(chan struct{}, 1),
+		dir:       opts.Dir,
+		log:       opts.Logger,
+		timeout:   opts.Timeout,
+		main:      db,
+		appended:  make(chan struct{}, 1),
+		overlay:   map[string]ovEntry{},
+		applyKick: make(chan struct{}, 1),
+		applyStop: make(chan struct{}),
+		applyDone: make(chan struct{}),
 	}
 	if err := s.init(); err != nil {
 		if s.creds != nil {
@@ -252,12 +264,16 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	go s.applyLoop(s.applyStop, s.applyDone)
+	if len(s.queue) > 0 {
+		s.applyKick <- struct{}{}
+	}
 	return s, nil
 }
 
 func (s *Store) init() error {
 	var gen uint64
-	dlog, newest, remake, err := openDecLog(s.dir)
+	dlog, records, remake, err := openDecLog(s.dir)
 	if err != nil {
 		return err
 	}
@@ -269,14 +285,33 @@ func (s *Store) init() error {
 			}
 		}
 		m := tx.Bucket(bMeta)
-		// A decision made durable in the log whose commit to kioskd.db
-		// a crash cut short: commit it now.
+		// Decisions made durable in the log that a crash kept from
+		// kioskd.db go back into the queue, in order, up to the first
+		// one missing (a torn record: its decision was never told); the
+		// applier commits them. Open does not write them itself, so it
+		// works on a full disk too.
 		committed := getU64(m.Get(kLogLSN))
-		if newest != nil && newest.lsn > committed {
-			if err := newest.apply(tx); err != nil {
-				return err
+		seq := tx.Bucket(bEvents).Sequence()
+		s.queue, s.queueBytes, s.nextSeq = nil, 0, 0
+		for _, ws := range records {
+			if ws.lsn <= committed {
+				continue
 			}
-			s.log.Info("replayed a decision from the decision log", "lsn", newest.lsn, "events", newest.seq)
+			if ws.lsn != committed+1 {
+				break
+			}
+			s.queue = append(s.queue, ws)
+			s.queueBytes += logRecordSize(ws)
+			for _, p := range ws.puts {
+				s.overlay[ovKey(p.bucket, p.key)] = ovEntry{val: p.val, lsn: ws.lsn}
+			}
+			if ws.seq > seq {
+				s.nextSeq = ws.seq
+			}
+			committed = ws.lsn
+		}
+		if len(s.queue) > 0 {
+			s.log.Info("decisions from the decision log to commit", "decisions", len(s.queue), "lsn", committed)
 		}
 		// LSNs only grow, even if the log was lost or made anew.
 		s.dlog.lsn = max(s.dlog.lsn, committed)
@@ -298,8 +333,10 @@ func (s *Store) init() error {
 	if err != nil {
 		return err
 	}
-	if remake {
-		if err := s.dlog.remake(s.dir); err != nil {
+	if remake { // a log of the wrong size: commit its decisions, then make it anew
+		if err := s.drain(); err != nil {
+			s.log.Warn("decision log has the wrong size; it is made anew once its decisions are committed", "err", err)
+		} else if err := s.dlog.remake(s.dir); err != nil {
 			return err
 		}
 	}
@@ -445,16 +482,19 @@ func (s *Store) Close() error {
 	}
 	s.loadMu.Unlock()
 	ackErr := s.flushAcks(false)
-	// Lock order: applyMu, wmu, credsMu. wmu waits for a decision's
-	// commit behind it; no write comes after.
+	// The applier stops; what it has not committed is committed here
+	// (or, failing that, replayed from the log by the next Open).
+	// Lock order: applyMu, wmu, credsMu.
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.unapplied != nil {
-		s.log.Error("closing with a decision not committed to kioskd.db; the next open replays it from the decision log", "lsn", s.unapplied.lsn)
-	}
 	if s.dlog != nil {
+		close(s.applyStop)
+		<-s.applyDone
+		if err := s.drain(); err != nil {
+			s.log.Error("closing with decisions not committed to kioskd.db; the next open replays them from the decision log", "err", err)
+		}
 		s.dlog.close()
 		s.dlog = nil
 	}
