@@ -36,6 +36,15 @@ const PushWindow = 5 * time.Minute
 // CPU; the portal retries, and the periodic pull catches up anyway.
 const DefaultMaxConcurrentPushes = 2
 
+// DefaultPushRate is how many pushes a second the push server judges
+// (reads, hashes, checks) when PushConfig.Rate is zero, with a burst of as
+// many: a portal pushes a few times a minute, and the periodic pull
+// covers what a refused push would have said. Pushes beyond it are
+// answered 503 with Retry-After: 1 before their body is read, like those
+// beyond DefaultMaxConcurrentPushes, so a flood costs the kiosk the
+// reading of headers and not a signature check per request.
+const DefaultPushRate = 20
+
 // DefaultPushBodyTimeout is how long a push's body may take to arrive when
 // PushConfig.BodyTimeout is zero: 64 MiB at about 0.5 MiB/s. A client that
 // trickles its body would otherwise hold one of the few push slots for
@@ -119,6 +128,10 @@ type PushConfig struct {
 	// MaxConcurrent caps the pushes served at once; more are answered
 	// 503 with Retry-After: 1. Zero means DefaultMaxConcurrentPushes.
 	MaxConcurrent int
+	// Rate caps the pushes judged per second (a token bucket with a
+	// burst of Rate); more are answered 503 with Retry-After: 1. Zero
+	// means DefaultPushRate, negative means no cap.
+	Rate int
 	// BodyTimeout bounds the time a push's body may take to arrive; zero
 	// means DefaultPushBodyTimeout.
 	BodyTimeout time.Duration
@@ -170,6 +183,10 @@ func NewPushHandler(cfg PushConfig, st PushStore, target PushTarget) http.Handle
 	if h.cfg.MaxConcurrent <= 0 {
 		h.cfg.MaxConcurrent = DefaultMaxConcurrentPushes
 	}
+	if h.cfg.Rate == 0 {
+		h.cfg.Rate = DefaultPushRate
+	}
+	h.bucket = tokenBucket{rate: float64(h.cfg.Rate), tokens: float64(h.cfg.Rate)}
 	if h.cfg.BodyTimeout <= 0 {
 		h.cfg.BodyTimeout = DefaultPushBodyTimeout
 	}
@@ -198,6 +215,7 @@ type pushHandler struct {
 	st     PushStore
 	target PushTarget
 	sem    chan struct{}
+	bucket tokenBucket
 	cfgErr error
 
 	limitMu gosync.Mutex
@@ -291,16 +309,49 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, h.cfgErr)
 		return
 	}
+	if h.cfg.Rate > 0 && !h.bucket.take(time.Now()) {
+		h.cfg.Log.Debug("push refused: more pushes a second than the push rate", "remote", r.RemoteAddr)
+		h.busy(w)
+		return
+	}
 	select {
 	case h.sem <- struct{}{}:
 		defer func() { <-h.sem }()
 	default:
 		h.cfg.Log.Debug("push refused: too many pushes at once", "remote", r.RemoteAddr)
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "busy"})
+		h.busy(w)
 		return
 	}
 	h.serve(w, r)
+}
+
+// busy answers 503 with Retry-After: 1 to a push turned away unread.
+func (h *pushHandler) busy(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "busy"})
+}
+
+// tokenBucket allows rate events a second with a burst of rate.
+type tokenBucket struct {
+	mu     gosync.Mutex
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+// take spends a token if one is left at now.
+func (b *tokenBucket) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() {
+		b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // rejection is a push rejected by one of the checks of SPEC §6.2.

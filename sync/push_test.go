@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	stdsync "sync"
@@ -138,6 +139,7 @@ func newPushEnv(tb testing.TB, mod func(*PushConfig)) *pushEnv {
 	cfg := PushConfig{
 		Log:              slog.New(slog.DiscardHandler),
 		RejectEventEvery: -1, // one event per rejection; TestPushRejectEventBudget tests the budget
+		Rate:             -1, // no cap; TestPushRate tests it
 		DeviceID:         testDevice,
 		PublicKey:        e.priv.Public().(ed25519.PublicKey),
 		SpoolDir:         tb.TempDir(),
@@ -751,7 +753,7 @@ func TestPushFailures(t *testing.T) {
 		target := &pushTarget{st: st, opts: Options{DeviceID: testDevice, Now: testNow}}
 		priv := testPriv()
 		srv := httptest.NewServer(NewPushHandler(PushConfig{DeviceID: testDevice, PublicKey: priv.Public().(ed25519.PublicKey),
-			SpoolDir: t.TempDir(), Now: testNow}, fs, target))
+			SpoolDir: t.TempDir(), Now: testNow, Rate: -1}, fs, target))
 		defer srv.Close()
 		now, _ := testNow()
 		b := body(t, Header{IssuedAt: now, Nonce: "n-1", Kind: PushHint})
@@ -828,6 +830,44 @@ func TestPushMethodAndPath(t *testing.T) {
 	}
 	if pulls, applies, _ := e.target.calls(); pulls+applies != 0 {
 		t.Errorf("target called: %d pulls, %d applies", pulls, applies)
+	}
+}
+
+// TestPushRate: beyond Rate pushes a second (a burst of Rate), a push is
+// answered 503 with Retry-After: 1 before its body is read, with no
+// event; the bucket refills with time. The default cap is
+// DefaultPushRate.
+func TestPushRate(t *testing.T) {
+	e := newPushEnv(t, func(c *PushConfig) { c.Rate = 3 })
+	before := e.snap()
+	for i := range 3 {
+		b := e.hint(e.newNonce())
+		if r := e.post(b, e.sign(b)); r.status != 200 {
+			t.Fatalf("push %d of the burst: %d %v, want 200", i+1, r.status, r.body)
+		}
+	}
+	// A forged push beyond the burst is not judged: 503, not 401.
+	b := e.hint(e.newNonce())
+	r := e.post(b, "AAAA")
+	if r.status != 503 || r.header.Get("Retry-After") != "1" {
+		t.Fatalf("push beyond the rate: %d Retry-After %q, want 503 Retry-After 1", r.status, r.header.Get("Retry-After"))
+	}
+	for _, ev := range e.eventsSince(before) {
+		if ev.Type == kiosk.EvPushRejected {
+			t.Errorf("event %+v for a push turned away by the rate", ev)
+		}
+	}
+
+	var tb tokenBucket
+	tb = tokenBucket{rate: 2, tokens: 2}
+	t0 := time.Unix(1_800_000_000, 0)
+	got := []bool{tb.take(t0), tb.take(t0), tb.take(t0), tb.take(t0.Add(499 * time.Millisecond)), tb.take(t0.Add(500 * time.Millisecond)), tb.take(t0.Add(10 * time.Second)), tb.take(t0.Add(10 * time.Second)), tb.take(t0.Add(10 * time.Second))}
+	want := []bool{true, true, false, false, true, true, true, false}
+	if !slices.Equal(got, want) {
+		t.Errorf("token bucket of 2/s: %v, want %v", got, want)
+	}
+	if h := NewPushHandler(PushConfig{DeviceID: testDevice, PublicKey: e.priv.Public().(ed25519.PublicKey)}, e.st, e.target).(*pushHandler); h.cfg.Rate != DefaultPushRate {
+		t.Errorf("default rate %d, want %d", h.cfg.Rate, DefaultPushRate)
 	}
 }
 

@@ -198,8 +198,9 @@ type floodResult struct {
 
 // runPushFlood starts a push server for the kiosk (the real handler of
 // SPEC §6.2 on loopback HTTP, as kioskd serves it) and decides grants
-// blocks of block decisions at a time, alternately without and with a
-// flood of rejected pushes, rounds times each.
+// blocks of block decisions at a time, one every decisionGap,
+// alternately without and with a flood of rejected pushes, rounds times
+// each.
 func (lk *loadKiosk) runPushFlood(tb testing.TB, rounds, block int) floodResult {
 	tb.Helper()
 	h := portalsync.NewPushHandler(portalsync.PushConfig{
@@ -217,9 +218,19 @@ func (lk *loadKiosk) runPushFlood(tb testing.TB, rounds, block int) floodResult 
 	}))
 	defer srv.Close()
 	var res floodResult
+	gap := decisionGap(tb)
 	decide := func(into *latencies) {
 		tb.Helper()
+		var tick <-chan time.Time
+		if gap > 0 {
+			t := time.NewTicker(gap)
+			defer t.Stop()
+			tick = t.C
+		}
 		for range block {
+			if tick != nil {
+				<-tick
+			}
 			d, err := lk.grant()
 			if err != nil {
 				tb.Fatal(err)
@@ -268,9 +279,11 @@ func (lk *loadKiosk) runPushFlood(tb testing.TB, rounds, block int) floodResult 
 
 // BenchmarkPushFlood measures grants (last key → relay on, durably
 // committed; 100 000 credentials, 1 000 000 with KIOSKD_BENCH_LARGE=1)
-// while floodClients clients post pushes without the portal's signature
-// as fast as the kiosk answers, against the same grants without the
-// flood: four alternating blocks of 250 decisions each way.
+// while floodClients clients, in a process of their own (see
+// floodProcess), post pushes without the portal's signature as fast as
+// the kiosk answers, against the same grants without the flood: four
+// alternating blocks of 250 decisions each way, one every decisionGap
+// (10 ms; KIOSKD_BENCH_GAP=0 for back to back).
 //
 // Metrics: quiet-p50/p99/max-ms and flood-p50/p99/max-ms; rejected/s
 // (pushes answered 401, each a push.rejected event) and busy/s (answered
