@@ -38,12 +38,13 @@ const DefaultMaxConcurrentPushes = 2
 
 // DefaultPushRate is how many pushes a second the push server judges
 // (reads, hashes, checks) when PushConfig.Rate is zero, with a burst of as
-// many: a portal pushes a few times a minute, and the periodic pull
-// covers what a refused push would have said. Pushes beyond it are
+// many: far more than a portal sends (a push per change), and few enough
+// that judging forged ones costs a few percent of a core; the periodic
+// pull covers what a refused push would have said. Pushes beyond it are
 // answered 503 with Retry-After: 1 before their body is read, like those
 // beyond DefaultMaxConcurrentPushes, so a flood costs the kiosk the
 // reading of headers and not a signature check per request.
-const DefaultPushRate = 20
+const DefaultPushRate = 200
 
 // DefaultPushBodyTimeout is how long a push's body may take to arrive when
 // PushConfig.BodyTimeout is zero: 64 MiB at about 0.5 MiB/s. A client that
@@ -328,6 +329,9 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // busy answers 503 with Retry-After: 1 to a push turned away unread.
 func (h *pushHandler) busy(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", "1")
+	// Hang up: a client that will not wait must connect again, which
+	// slows a flood down more than it costs the kiosk.
+	w.Header().Set("Connection", "close")
 	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "busy"})
 }
 

@@ -240,12 +240,17 @@ func run(ctx context.Context, opts Options) (err error) {
 	defer ticker.Stop()
 	statusTicker := time.NewTicker(statusEvery)
 	defer statusTicker.Stop()
+	engineStopped := false
 loop:
 	for {
 		select {
 		case <-ctx.Done():
 			break loop
 		case err := <-engineDone:
+			if ctx.Err() != nil {
+				engineStopped = true
+				break loop // stopping: the engine saw it first
+			}
 			return fmt.Errorf("decision loop stopped: %w", err)
 		case <-statusTicker.C:
 			notify.Status(statusLine(d, len(doors), len(inputs)))
@@ -262,7 +267,9 @@ loop:
 		log.Error("record stop", "err", err)
 	}
 	cancel()
-	<-engineDone
+	if !engineStopped {
+		<-engineDone
+	}
 	wg.Wait()
 	if err := st.RaiseClockFloor(clock.Floor()); err != nil {
 		log.Error("persist clock floor", "err", err)
