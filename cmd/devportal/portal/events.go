@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -163,6 +164,11 @@ func (p *Portal) Heartbeat(device string, body []byte) ([]portalsync.Command, []
 	var head heartbeatHead
 	if t := bytes.TrimSpace(body); len(t) == 0 || t[0] != '{' {
 		return nil, nil, fmt.Errorf("heartbeat: %w: not a JSON object", ErrInvalid)
+	}
+	// JSON is UTF-8 (RFC 8259); the heartbeat is stored as sent, and the
+	// device record it goes into would not encode otherwise.
+	if !utf8.Valid(body) {
+		return nil, nil, fmt.Errorf("heartbeat: %w: not UTF-8", ErrInvalid)
 	}
 	if err := json.Unmarshal(body, &head); err != nil {
 		return nil, nil, fmt.Errorf("heartbeat: %w: %v", ErrInvalid, err)
