@@ -42,7 +42,7 @@ func (p *priority) leave() {
 
 // yield returns when every decision that was in progress when it was
 // called has left (at once when none was). The caller must hold nothing
-// a decision needs (the store's write lock, credsMu).
+// a decision needs (wmu, qmu, credsMu).
 func (p *priority) yield() {
 	target := p.entered.Load()
 	if p.left.Load() >= target {
@@ -61,8 +61,9 @@ func (p *priority) yield() {
 	p.mu.Unlock()
 }
 
-// Yield returns when no decision (Access) is in progress, waiting for
-// the ones that are: background work of other packages — pushes being
-// read, say — calls it between steps so that the people at the door go
-// first. The caller must not be inside Access.
+// Yield returns once the decisions (Access) in progress when it is
+// called have ended, at once when there are none: background work of
+// other packages — pushes being read, say — calls it between steps so
+// that the people at the door go first. The caller must not be inside
+// Access.
 func (s *Store) Yield() { s.prio.yield() }
