@@ -202,38 +202,52 @@ func (s *Store) drain() error {
 
 // commitQueue commits the queue, and extra if not nil, in one durable
 // transaction of kioskd.db, then takes them out of the queue and the
-// overlay. The caller holds amu, or wmu (extra != nil: Access), and
-// takes amu here otherwise.
+// overlay. With extra (Access, which holds wmu) it takes amu itself;
+// without, the caller (drain) holds amu.
 func (s *Store) commitQueue(extra *writeSet) error {
+	var fn func(*bolt.Tx) error
 	if extra != nil {
 		s.amu.Lock()
 		defer s.amu.Unlock()
+		fn = extra.apply
 	}
+	events, err := s.commitWith(fn)
+	if err != nil {
+		return fmt.Errorf("commit decisions: %w", err)
+	}
+	if events || extra != nil && extra.events > 0 {
+		s.notify()
+	}
+	return nil
+}
+
+// commitWith commits the queue and then fn (if not nil) in one durable
+// transaction of kioskd.db, takes the committed decisions out of the
+// queue and the overlay, and says whether they had events. The caller
+// holds amu. Nothing is written when both are empty.
+func (s *Store) commitWith(fn func(*bolt.Tx) error) (events bool, err error) {
 	s.qmu.Lock()
 	batch := slices.Clone(s.queue)
 	s.qmu.Unlock()
-	if len(batch) == 0 && extra == nil {
-		return nil
+	if len(batch) == 0 && fn == nil {
+		return false, nil
 	}
-	err := s.main.Update(func(tx *bolt.Tx) error {
+	err = s.main.Update(func(tx *bolt.Tx) error {
 		for _, ws := range batch {
 			if err := ws.apply(tx); err != nil {
 				return err
 			}
 		}
-		if extra != nil {
-			return extra.apply(tx)
+		if fn != nil {
+			return fn(tx)
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("commit decisions: %w", err)
+		return false, err
 	}
 	s.dequeue(batch)
-	if extra != nil && extra.events > 0 || slices.ContainsFunc(batch, func(ws *writeSet) bool { return ws.events > 0 }) {
-		s.notify()
-	}
-	return nil
+	return slices.ContainsFunc(batch, func(ws *writeSet) bool { return ws.events > 0 }), nil
 }
 
 // dequeue takes the committed batch (the head of the queue) out of the
@@ -280,25 +294,14 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 	defer s.wmu.Unlock()
 	s.amu.Lock()
 	defer s.amu.Unlock()
-	s.qmu.Lock()
-	batch := slices.Clone(s.queue)
-	s.qmu.Unlock()
-	err := s.main.Update(func(tx *bolt.Tx) error {
-		for _, ws := range batch {
-			if err := ws.apply(tx); err != nil {
-				return err
-			}
-		}
-		return fn(tx)
-	})
+	events, err := s.commitWith(fn)
 	if err != nil {
 		return err
 	}
-	s.dequeue(batch)
 	s.qmu.Lock()
 	s.nextSeq = 0 // kioskd.db's sequence is the truth again
 	s.qmu.Unlock()
-	if slices.ContainsFunc(batch, func(ws *writeSet) bool { return ws.events > 0 }) {
+	if events {
 		s.notify()
 	}
 	return nil

@@ -57,54 +57,20 @@ func TestFullLoadYieldsToDecisions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	putDone := make(chan error, 1)
-	err = s.Access(func(tx kiosk.AccessTx) error {
-		go func() {
-			for _, c := range creds {
-				if err := l.Put(c); err != nil {
-					putDone <- err
-					return
-				}
+	duringDecision(t, s, waiting, "the load", func() error {
+		for _, c := range creds {
+			if err := l.Put(c); err != nil {
+				return err
 			}
-			putDone <- nil
-		}()
-		recv(t, waiting, "the load to wait for the decision")
-		select {
-		case err := <-putDone:
-			t.Errorf("the load went on during a decision (err %v)", err)
-		default:
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := recv(t, putDone, "the load to go on after the decision"); err != nil {
-		t.Fatal(err)
-	}
-
 	// The commit writes the new file back and removes the old one a
 	// step at a time, each step after the decisions in progress.
-	commitDone := make(chan error, 1)
-	err = s.Access(func(tx kiosk.AccessTx) error {
-		go func() {
-			_, err := l.Commit(store.DocMeta{Cursor: "c-2", IssuedAt: t0.Add(time.Minute)}, nil)
-			commitDone <- err
-		}()
-		recv(t, waiting, "the commit to wait for the decision")
-		select {
-		case err := <-commitDone:
-			t.Errorf("the commit finished during a decision (err %v)", err)
-		default:
-		}
-		return nil
+	duringDecision(t, s, waiting, "the commit", func() error {
+		_, err := l.Commit(store.DocMeta{Cursor: "c-2", IssuedAt: t0.Add(time.Minute)}, nil)
+		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := recv(t, commitDone, "the commit to finish after the decision"); err != nil {
-		t.Fatal(err)
-	}
 	if got := s.Count(); got != len(creds) {
 		t.Fatalf("%d credentials after the load, want %d", got, len(creds))
 	}
@@ -115,6 +81,30 @@ func TestFullLoadYieldsToDecisions(t *testing.T) {
 	st := storetest.Lookup(t, s, storetest.Digest(storetest.TestSiteKey, kiosk.KindPIN, "000299"))
 	if st == nil || st.ID != "c-299" {
 		t.Fatalf("lookup after the load: %+v", st)
+	}
+}
+
+// duringDecision starts work from inside a decision (Access) and checks
+// that it waits for the decision (the hook on waiting fires and work has
+// not finished when the decision ends), then that it finishes after.
+func duringDecision(t *testing.T, s *store.Store, waiting <-chan struct{}, what string, work func() error) {
+	t.Helper()
+	done := make(chan error, 1)
+	err := s.Access(func(tx kiosk.AccessTx) error {
+		go func() { done <- work() }()
+		recv(t, waiting, what+" to wait for the decision")
+		select {
+		case err := <-done:
+			t.Errorf("%s finished during a decision (err %v)", what, err)
+		default:
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(t, done, what+" to finish after the decision"); err != nil {
+		t.Fatal(err)
 	}
 }
 
